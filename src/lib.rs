@@ -1,0 +1,3 @@
+//! ferry: peer-to-peer file transfer over WebRTC data channels.
+//!
+//! The crate is a library plus the thin `ferry` binary. See `docs/ARCHITECTURE.md`.
