@@ -1,0 +1,284 @@
+//! The manifest: what a sender offers, checked before anything is written.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+/// Default block size: 1 MiB. Power of two, so every block is a BLAKE3 subtree.
+pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
+/// Accepted block sizes, inclusive.
+pub const MIN_BLOCK_SIZE: u32 = 16 * 1024;
+pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
+/// A manifest may not list more entries than this.
+pub const MAX_ENTRIES: usize = 1_000_000;
+const MAX_COMPONENT_BYTES: usize = 255;
+const MAX_PATH_BYTES: usize = 4096;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// One offered file or folder.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative path, `/`-separated, UTF-8.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Size in bytes; `None` for a stream of unknown length (stdin). Always 0 for folders.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Unix permission bits (`0o777` mask); 0 means "receiver's default".
+    #[serde(default)]
+    pub mode: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifest {
+    pub block_size: u32,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("unsafe path {0:?} in the offer: {1}")]
+    UnsafePath(String, &'static str),
+    #[error("the offer lists {0:?} twice")]
+    Duplicate(String),
+    #[error(
+        "the offer lists {0:?} and {1:?}, which are the same name on case-insensitive file systems"
+    )]
+    CaseClash(String, String),
+    #[error("the offer puts {0:?} inside {1:?}, which it also lists as a file")]
+    FileAsParent(String, String),
+    #[error("the offer's block size {0} is not a power of two between 16 KiB and 16 MiB")]
+    BlockSize(u32),
+    #[error("the offer lists {0} entries; at most {MAX_ENTRIES} are accepted")]
+    TooManyEntries(usize),
+    #[error("the offer's folder {0:?} has a size")]
+    DirWithSize(String),
+    #[error("the offer is empty")]
+    Empty,
+}
+
+/// Check one peer-supplied relative path and return its components.
+///
+/// Refused: empty, absolute, `.`/`..`/empty components, backslashes, drive
+/// prefixes (`C:`), NUL and other control characters, overlong names.
+pub fn validate_path(path: &str) -> Result<Vec<&str>, ManifestError> {
+    let bad = |why| Err(ManifestError::UnsafePath(path.to_string(), why));
+    if path.is_empty() {
+        return bad("empty path");
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return bad("path longer than 4096 bytes");
+    }
+    if path.starts_with('/') {
+        return bad("absolute path");
+    }
+    if path.contains('\\') {
+        return bad("backslash in path");
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return bad("control character in path");
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        match *part {
+            "" => return bad("empty path component"),
+            "." | ".." => return bad("'.' or '..' component"),
+            _ => {}
+        }
+        if part.len() > MAX_COMPONENT_BYTES {
+            return bad("name longer than 255 bytes");
+        }
+        if i == 0
+            && part.len() >= 2
+            && part.as_bytes()[1] == b':'
+            && part.as_bytes()[0].is_ascii_alphabetic()
+        {
+            return bad("drive prefix");
+        }
+    }
+    Ok(parts)
+}
+
+impl Manifest {
+    /// Validate everything a receiver relies on before writing a byte.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if !self.block_size.is_power_of_two()
+            || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
+        {
+            return Err(ManifestError::BlockSize(self.block_size));
+        }
+        if self.entries.is_empty() {
+            return Err(ManifestError::Empty);
+        }
+        if self.entries.len() > MAX_ENTRIES {
+            return Err(ManifestError::TooManyEntries(self.entries.len()));
+        }
+        let mut kinds: HashMap<&str, EntryKind> = HashMap::with_capacity(self.entries.len());
+        let mut folded: HashMap<String, &str> = HashMap::with_capacity(self.entries.len());
+        for entry in &self.entries {
+            validate_path(&entry.path)?;
+            if entry.kind == EntryKind::Dir && entry.size.unwrap_or(0) != 0 {
+                return Err(ManifestError::DirWithSize(entry.path.clone()));
+            }
+            if kinds.insert(&entry.path, entry.kind).is_some() {
+                return Err(ManifestError::Duplicate(entry.path.clone()));
+            }
+            if let Some(other) = folded.insert(entry.path.to_lowercase(), &entry.path) {
+                return Err(ManifestError::CaseClash(
+                    other.to_string(),
+                    entry.path.clone(),
+                ));
+            }
+        }
+        // No entry may live under something offered as a file.
+        let mut checked: HashSet<&str> = HashSet::new();
+        for entry in &self.entries {
+            let mut end = 0;
+            while let Some(pos) = entry.path[end..].find('/') {
+                let parent = &entry.path[..end + pos];
+                if checked.insert(parent) && kinds.get(parent) == Some(&EntryKind::File) {
+                    return Err(ManifestError::FileAsParent(
+                        entry.path.clone(),
+                        parent.to_string(),
+                    ));
+                }
+                end += pos + 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Total payload bytes, counting unknown-length streams as 0.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.iter().filter_map(|e| e.size).sum()
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .count()
+    }
+}
+
+/// Number of blocks in a file of `size` bytes.
+pub fn block_count(size: u64, block_size: u32) -> u64 {
+    size.div_ceil(u64::from(block_size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File,
+            size: Some(size),
+            mode: 0o644,
+        }
+    }
+    fn dir(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::Dir,
+            size: None,
+            mode: 0o755,
+        }
+    }
+    fn manifest(entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            block_size: DEFAULT_BLOCK_SIZE,
+            entries,
+        }
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for p in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/..",
+            ".",
+            "./a",
+            "a//b",
+            "a/",
+            "C:\\x",
+            "C:x",
+            "c:/x",
+            "a\\b",
+            "a/\0b",
+            "a\nb",
+            "a\u{7f}",
+        ] {
+            assert!(validate_path(p).is_err(), "{p:?} accepted");
+        }
+        assert!(validate_path(&"x".repeat(256)).is_err());
+        assert!(validate_path(&vec!["abc"; 1500].join("/")).is_err());
+    }
+
+    #[test]
+    fn good_paths_are_accepted() {
+        for p in [
+            "a",
+            "a/b/c.txt",
+            "é/ü.txt",
+            "日本.txt",
+            ".hidden",
+            "a..b",
+            "with space",
+            "ab:c",
+        ] {
+            assert_eq!(
+                validate_path(p).map(|v| v.join("/")),
+                Ok(p.to_string()),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn manifest_rules() {
+        assert!(manifest(vec![dir("d"), file("d/a", 3), file("b", 0)])
+            .validate()
+            .is_ok());
+        assert_eq!(
+            manifest(vec![file("a", 1), file("a", 2)]).validate(),
+            Err(ManifestError::Duplicate("a".into()))
+        );
+        assert!(matches!(
+            manifest(vec![file("A.txt", 1), file("a.txt", 2)]).validate(),
+            Err(ManifestError::CaseClash(..))
+        ));
+        assert!(matches!(
+            manifest(vec![file("a", 1), file("a/b", 2)]).validate(),
+            Err(ManifestError::FileAsParent(..))
+        ));
+        assert!(matches!(
+            manifest(vec![file("../a", 1)]).validate(),
+            Err(ManifestError::UnsafePath(..))
+        ));
+        assert_eq!(manifest(vec![]).validate(), Err(ManifestError::Empty));
+        let mut m = manifest(vec![file("a", 1)]);
+        m.block_size = 1000;
+        assert_eq!(m.validate(), Err(ManifestError::BlockSize(1000)));
+        m.block_size = 1 << 30;
+        assert_eq!(m.validate(), Err(ManifestError::BlockSize(1 << 30)));
+    }
+
+    #[test]
+    fn block_counts() {
+        assert_eq!(block_count(0, 1024 * 1024), 0);
+        assert_eq!(block_count(1, 1024 * 1024), 1);
+        assert_eq!(block_count(1 << 20, 1 << 20), 1);
+        assert_eq!(block_count((1 << 20) + 1, 1 << 20), 2);
+    }
+}

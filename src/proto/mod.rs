@@ -1,0 +1,78 @@
+//! The transfer protocol, sans I/O: no sockets, no tasks, no clock.
+//!
+//! [`Sender`] and [`Receiver`] are state machines. Drivers feed them what
+//! arrived (control messages, data messages, finished reads) and carry out
+//! the actions they return. Tests drive two of them against each other in
+//! memory (see `tests` below).
+
+pub mod hash;
+pub mod manifest;
+pub mod receiver;
+pub mod sender;
+pub mod wire;
+
+pub use manifest::{Entry, EntryKind, Manifest, ManifestError};
+pub use receiver::{Receiver, ReceiverAction};
+pub use sender::{DataItem, Purpose, ReadRequest, Sender, SenderAction};
+pub use wire::Control;
+
+use bytes::{BufMut, BytesMut};
+
+/// Why a transfer stopped, as seen by the protocol.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProtoError {
+    #[error("the peer speaks ferry protocol version {0}; this ferry speaks version 1 (upgrade the older side)")]
+    Version(u32),
+    #[error("refused the offer: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("the peer cancelled: {0}")]
+    PeerCancelled(String),
+    #[error("the transfer was declined: {0}")]
+    Declined(String),
+    #[error("protocol error from the peer: {0}")]
+    Protocol(String),
+    #[error("block {block} of {path:?} failed verification repeatedly; giving up")]
+    Verify { path: String, block: u64 },
+    #[error("{0:?} does not match its BLAKE3 hash after all blocks verified; the sender is inconsistent")]
+    RootMismatch(String),
+    #[error("{0:?} changed while it was being sent; send it again")]
+    SourceChanged(String),
+    #[error("{0}")]
+    Local(String),
+}
+
+impl DataItem {
+    /// The data-channel messages for this item, in order, each at most
+    /// [`wire::MAX_MESSAGE`] bytes.
+    pub fn messages(&self) -> Vec<BytesMut> {
+        match self {
+            DataItem::Block {
+                file,
+                block,
+                cv,
+                data,
+            } => {
+                let mut out = Vec::with_capacity(2 + data.len() / wire::DATA_PAYLOAD);
+                let len = data.len() as u32;
+                out.push(BytesMut::from(
+                    &wire::encode_block_header(*file, *block, len, cv)[..],
+                ));
+                for chunk in data.chunks(wire::DATA_PAYLOAD) {
+                    let mut msg = BytesMut::with_capacity(1 + chunk.len());
+                    msg.put_u8(wire::DATA_PREFIX);
+                    msg.put_slice(chunk);
+                    out.push(msg);
+                }
+                out
+            }
+            DataItem::FileEnd { file, size, root } => {
+                vec![BytesMut::from(
+                    &wire::encode_file_end(*file, *size, root)[..],
+                )]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

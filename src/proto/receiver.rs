@@ -1,0 +1,496 @@
+//! The receiving side of a transfer as a state machine: control messages and
+//! data-channel messages go in; verified blocks to write, files to finish and
+//! control messages to send come out. Every block is checked against its
+//! BLAKE3 chaining value before it is handed out for writing.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+
+use super::hash::{block_cv, root_from_cvs, single_block_root, Cv};
+use super::manifest::{block_count, EntryKind, Manifest};
+use super::sender::{control_name, hello};
+use super::wire::{cv_to_hex, Control, Frame, HaveBlock, HaveFile, PROTOCOL_VERSION};
+use super::ProtoError;
+
+/// A block failing verification more often than this fails the transfer.
+pub const MAX_BAD_BLOCKS: u32 = 3;
+
+#[derive(Debug)]
+pub enum ReceiverAction {
+    SendControl(Control),
+    /// The offer arrived and is valid: ask the user, then call `accept` or `decline`.
+    Offer(Manifest),
+    /// Write verified bytes at `offset` of `file`.
+    Write {
+        file: u32,
+        block: u64,
+        offset: u64,
+        cv: Cv,
+        data: Bytes,
+    },
+    /// Every block of `file` is written and the whole-file hash matched: move
+    /// it into place (truncated to `size`) and report back with `file_finished`.
+    Finish {
+        file: u32,
+        size: u64,
+        root: blake3::Hash,
+    },
+    /// Everything is in place; `Done` was sent.
+    Finished,
+    Failed(ProtoError),
+}
+
+struct RecvFile {
+    size: Option<u64>,
+    cvs: Vec<Option<Cv>>,
+    single_root: Option<blake3::Hash>,
+    end: Option<(u64, [u8; 32])>,
+    finishing: bool,
+    finished: bool,
+}
+
+struct Assembly {
+    file: u32,
+    block: u64,
+    len: usize,
+    cv: Cv,
+    buf: BytesMut,
+    /// Bytes of this block seen so far.
+    got: usize,
+    /// A block we already hold with this CV: read past it.
+    discard: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    AwaitManifest,
+    AwaitDecision,
+    Receiving,
+    Done,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReceiverStats {
+    /// Block payload bytes that arrived over the channel.
+    pub bytes_received: u64,
+    /// Bytes verified and handed out for writing.
+    pub bytes_verified: u64,
+    /// Bytes already held from an earlier run.
+    pub bytes_resumed: u64,
+}
+
+pub struct Receiver {
+    phase: Phase,
+    /// Empty until the offer is accepted.
+    manifest: Manifest,
+    files: Vec<Option<RecvFile>>,
+    current: Option<Assembly>,
+    bad_blocks: HashMap<(u32, u64), u32>,
+    actions: VecDeque<ReceiverAction>,
+    unfinished: usize,
+    pub stats: ReceiverStats,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Receiver {
+    pub fn new() -> Receiver {
+        let mut actions = VecDeque::new();
+        actions.push_back(ReceiverAction::SendControl(hello()));
+        Receiver {
+            phase: Phase::AwaitHello,
+            manifest: Manifest::default(),
+            files: Vec::new(),
+            current: None,
+            bad_blocks: HashMap::new(),
+            actions,
+            unfinished: 0,
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<ReceiverAction> {
+        self.actions.pop_front()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn handle_control(&mut self, msg: Control) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        match (msg, &self.phase) {
+            (Control::Hello { protocol, .. }, Phase::AwaitHello) => {
+                if protocol != PROTOCOL_VERSION {
+                    return self.fail(ProtoError::Version(protocol));
+                }
+                self.phase = Phase::AwaitManifest;
+            }
+            (Control::Manifest(manifest), Phase::AwaitManifest) => {
+                if let Err(e) = manifest.validate() {
+                    return self.fail(ProtoError::Manifest(e));
+                }
+                self.phase = Phase::AwaitDecision;
+                self.actions.push_back(ReceiverAction::Offer(manifest));
+            }
+            (Control::Cancel { reason }, _) => {
+                self.phase = Phase::Done;
+                self.actions
+                    .push_back(ReceiverAction::Failed(ProtoError::PeerCancelled(reason)));
+            }
+            (other, phase) => {
+                let what = format!("unexpected {} while {phase:?}", control_name(&other));
+                self.fail(ProtoError::Protocol(what));
+            }
+        }
+    }
+
+    /// Start receiving `manifest` (as offered). `have` lists, per file index,
+    /// blocks already on disk that the driver re-verified: `(block, cv)`.
+    pub fn accept(&mut self, manifest: Manifest, have: Vec<(u32, Vec<(u64, Cv)>)>) {
+        if self.phase != Phase::AwaitDecision {
+            return;
+        }
+        self.files = manifest
+            .entries
+            .iter()
+            .map(|e| {
+                (e.kind == EntryKind::File).then(|| RecvFile {
+                    size: e.size,
+                    cvs: Vec::new(),
+                    single_root: None,
+                    end: None,
+                    finishing: false,
+                    finished: false,
+                })
+            })
+            .collect();
+        self.unfinished = self.files.iter().flatten().count();
+        let block_size = u64::from(manifest.block_size);
+        let mut claims = Vec::new();
+        for (idx, blocks) in have {
+            let Some(Some(file)) = self.files.get_mut(idx as usize) else {
+                continue;
+            };
+            let mut listed = Vec::new();
+            for (block, cv) in blocks {
+                let in_range = file
+                    .size
+                    .is_some_and(|s| block < block_count(s, manifest.block_size));
+                // Block 0 alone would also need its root; re-fetching one block is cheaper than tracking it.
+                if !in_range || (block == 0 && file.size.is_some_and(|s| s <= block_size)) {
+                    continue;
+                }
+                let i = block as usize;
+                if file.cvs.len() <= i {
+                    file.cvs.resize(i + 1, None);
+                }
+                file.cvs[i] = Some(cv);
+                let len = file
+                    .size
+                    .map_or(0, |s| (s - block * block_size).min(block_size));
+                self.stats.bytes_resumed += len;
+                listed.push(HaveBlock {
+                    block,
+                    cv: cv_to_hex(&cv),
+                });
+            }
+            if !listed.is_empty() {
+                claims.push(HaveFile {
+                    file: idx,
+                    blocks: listed,
+                });
+            }
+        }
+        self.manifest = manifest;
+        self.phase = Phase::Receiving;
+        self.actions
+            .push_back(ReceiverAction::SendControl(Control::Accept {
+                have: claims,
+            }));
+        if self.unfinished == 0 {
+            self.finish_all();
+        }
+    }
+
+    pub fn decline(&mut self, reason: &str) {
+        self.fail(ProtoError::Declined(reason.to_string()));
+    }
+
+    /// The driver moved `file` into place.
+    pub fn file_finished(&mut self, file: u32) {
+        if let Some(Some(f)) = self.files.get_mut(file as usize) {
+            if f.finishing && !f.finished {
+                f.finished = true;
+                self.unfinished -= 1;
+                if self.unfinished == 0 {
+                    self.finish_all();
+                }
+            }
+        }
+    }
+
+    /// The driver could not write or finish: stop and tell the peer.
+    pub fn local_error(&mut self, err: ProtoError) {
+        self.fail(err);
+    }
+
+    pub fn handle_data(&mut self, msg: &[u8]) {
+        if self.phase != Phase::Receiving {
+            if self.phase != Phase::Done {
+                self.fail(ProtoError::Protocol(
+                    "data before the transfer was accepted".into(),
+                ));
+            }
+            return;
+        }
+        let result = match Frame::decode(msg) {
+            Ok(Frame::Block {
+                file,
+                block,
+                len,
+                cv,
+            }) => self.start_block(file, block, len, cv),
+            Ok(Frame::Data(bytes)) => self.block_data(bytes),
+            Ok(Frame::FileEnd { file, size, root }) => self.file_end(file, size, root),
+            Err(e) => Err(ProtoError::Protocol(e.to_string())),
+        };
+        if let Err(e) = result {
+            self.fail(e);
+        }
+    }
+
+    fn start_block(
+        &mut self,
+        file_idx: u32,
+        block: u64,
+        len: u32,
+        cv: Cv,
+    ) -> Result<(), ProtoError> {
+        if self.current.is_some() {
+            return Err(ProtoError::Protocol(
+                "a block started before the previous one ended".into(),
+            ));
+        }
+        let block_size = self.manifest.block_size;
+        let Some(Some(file)) = self.files.get(file_idx as usize) else {
+            return Err(ProtoError::Protocol(format!(
+                "block for unknown file {file_idx}"
+            )));
+        };
+        if file.finishing {
+            return Err(ProtoError::Protocol(format!(
+                "block for file {file_idx} after it was complete"
+            )));
+        }
+        let offset = block
+            .checked_mul(u64::from(block_size))
+            .ok_or_else(|| ProtoError::Protocol("block offset out of range".into()))?;
+        let expected = match file.size {
+            Some(size) if offset < size => (size - offset).min(u64::from(block_size)),
+            Some(_) => {
+                return Err(ProtoError::Protocol(format!(
+                    "block {block} is past the end of file {file_idx}"
+                )))
+            }
+            None if len >= 1
+                && len <= block_size
+                && offset.checked_add(u64::from(len)).is_some() =>
+            {
+                u64::from(len)
+            }
+            None => 0,
+        };
+        if u64::from(len) != expected || len == 0 {
+            return Err(ProtoError::Protocol(format!(
+                "block {block} of file {file_idx} has wrong length {len}"
+            )));
+        }
+        if file
+            .end
+            .is_some_and(|(size, _)| offset + u64::from(len) > size)
+        {
+            return Err(ProtoError::Protocol(format!(
+                "block {block} is past the end of file {file_idx}"
+            )));
+        }
+        let discard = file.cvs.get(block as usize).copied().flatten() == Some(cv);
+        let buf = if discard {
+            BytesMut::new()
+        } else {
+            BytesMut::with_capacity(len as usize)
+        };
+        self.current = Some(Assembly {
+            file: file_idx,
+            block,
+            len: len as usize,
+            cv,
+            buf,
+            got: 0,
+            discard,
+        });
+        Ok(())
+    }
+
+    fn block_data(&mut self, bytes: &[u8]) -> Result<(), ProtoError> {
+        let Some(asm) = self.current.as_mut() else {
+            return Err(ProtoError::Protocol(
+                "block data without a block header".into(),
+            ));
+        };
+        self.stats.bytes_received += bytes.len() as u64;
+        if bytes.len() > asm.len - asm.got {
+            return Err(ProtoError::Protocol(
+                "more block data than the header announced".into(),
+            ));
+        }
+        asm.got += bytes.len();
+        if !asm.discard {
+            asm.buf.extend_from_slice(bytes);
+        }
+        if asm.got < asm.len {
+            return Ok(());
+        }
+        let Some(asm) = self.current.take() else {
+            return Ok(());
+        };
+        if asm.discard {
+            return Ok(());
+        }
+        self.complete_block(asm)
+    }
+
+    fn complete_block(&mut self, asm: Assembly) -> Result<(), ProtoError> {
+        let block_size = u64::from(self.manifest.block_size);
+        let offset = asm.block * block_size;
+        let data = asm.buf.freeze();
+        if block_cv(offset, &data) != asm.cv {
+            let count = self.bad_blocks.entry((asm.file, asm.block)).or_insert(0);
+            *count += 1;
+            if *count > MAX_BAD_BLOCKS {
+                let path = self.manifest.entries[asm.file as usize].path.clone();
+                return Err(ProtoError::Verify {
+                    path,
+                    block: asm.block,
+                });
+            }
+            self.actions
+                .push_back(ReceiverAction::SendControl(Control::Resend {
+                    file: asm.file,
+                    block: asm.block,
+                }));
+            return Ok(());
+        }
+        let Some(Some(file)) = self.files.get_mut(asm.file as usize) else {
+            return Ok(());
+        };
+        let i = asm.block as usize;
+        if file.cvs.len() <= i {
+            file.cvs.resize(i + 1, None);
+        }
+        file.cvs[i] = Some(asm.cv);
+        if asm.block == 0 {
+            file.single_root = Some(single_block_root(&data));
+        }
+        self.stats.bytes_verified += data.len() as u64;
+        self.actions.push_back(ReceiverAction::Write {
+            file: asm.file,
+            block: asm.block,
+            offset,
+            cv: asm.cv,
+            data,
+        });
+        self.try_finish(asm.file)
+    }
+
+    fn file_end(&mut self, idx: u32, size: u64, root: [u8; 32]) -> Result<(), ProtoError> {
+        if self.current.is_some() {
+            return Err(ProtoError::Protocol("file end inside a block".into()));
+        }
+        let block_size = self.manifest.block_size;
+        let Some(Some(file)) = self.files.get_mut(idx as usize) else {
+            return Err(ProtoError::Protocol(format!(
+                "file end for unknown file {idx}"
+            )));
+        };
+        if file.end.is_some() {
+            return Err(ProtoError::Protocol(format!(
+                "second file end for file {idx}"
+            )));
+        }
+        if file.size.is_some_and(|s| s != size) {
+            return Err(ProtoError::Protocol(format!(
+                "file {idx} ended at {size} bytes, not the size offered"
+            )));
+        }
+        let n = block_count(size, block_size) as usize;
+        file.cvs.truncate(n);
+        file.end = Some((size, root));
+        self.try_finish(idx)
+    }
+
+    fn try_finish(&mut self, idx: u32) -> Result<(), ProtoError> {
+        let block_size = self.manifest.block_size;
+        let path = self.manifest.entries[idx as usize].path.clone();
+        let Some(Some(file)) = self.files.get_mut(idx as usize) else {
+            return Ok(());
+        };
+        let Some((size, want)) = file.end else {
+            return Ok(());
+        };
+        let n = block_count(size, block_size) as usize;
+        if file.finishing || file.cvs.len() < n || file.cvs.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let cvs: Vec<Cv> = file.cvs.iter().flatten().copied().collect();
+        // A single-block file resumed from disk has no root yet: fetch it again.
+        let Some(root) = root_from_cvs(&cvs, file.single_root) else {
+            file.cvs.clear();
+            self.actions
+                .push_back(ReceiverAction::SendControl(Control::Resend {
+                    file: idx,
+                    block: 0,
+                }));
+            return Ok(());
+        };
+        if root.as_bytes() != &want {
+            return Err(ProtoError::RootMismatch(path));
+        }
+        file.finishing = true;
+        self.actions.push_back(ReceiverAction::Finish {
+            file: idx,
+            size,
+            root,
+        });
+        Ok(())
+    }
+
+    fn finish_all(&mut self) {
+        self.phase = Phase::Done;
+        self.actions
+            .push_back(ReceiverAction::SendControl(Control::Done));
+        self.actions.push_back(ReceiverAction::Finished);
+    }
+
+    fn fail(&mut self, err: ProtoError) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.phase = Phase::Done;
+        if !matches!(err, ProtoError::PeerCancelled(_)) {
+            self.actions
+                .push_back(ReceiverAction::SendControl(Control::Cancel {
+                    reason: err.to_string(),
+                }));
+        }
+        self.actions.push_back(ReceiverAction::Failed(err));
+    }
+}

@@ -1,0 +1,483 @@
+//! The sending side of a transfer as a state machine: control messages and
+//! finished reads go in; control messages to send, reads to do and data items
+//! to put on the channel come out. No I/O, no clock.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::hash::{root_from_cvs, Cv};
+use super::manifest::{block_count, EntryKind, Manifest};
+use super::wire::{cv_from_hex, Control, HaveFile, PROTOCOL_VERSION};
+use super::ProtoError;
+
+/// Blocks read ahead of the channel: bounds the sender's memory to about
+/// `window` blocks, whatever the file size.
+pub const DEFAULT_WINDOW: usize = 8;
+/// A block re-requested more often than this fails the transfer.
+pub const MAX_RESENDS: u32 = 3;
+
+/// Why a block is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// To send it.
+    Send,
+    /// To check a block the receiver says it already has.
+    Verify,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub file: u32,
+    pub block: u64,
+    pub offset: u64,
+    /// Bytes to read; a stream of unknown length may return fewer (end of stream).
+    pub len: u32,
+    pub purpose: Purpose,
+}
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub enum SenderAction {
+    SendControl(Control),
+    Read(ReadRequest),
+    /// The receiver has everything, verified.
+    Finished,
+    Failed(ProtoError),
+}
+
+/// One item for the data channel, in the order they must be sent.
+#[derive(Debug, Clone)]
+pub enum DataItem {
+    Block {
+        file: u32,
+        block: u64,
+        cv: Cv,
+        data: Bytes,
+    },
+    FileEnd {
+        file: u32,
+        size: u64,
+        root: [u8; 32],
+    },
+}
+
+struct SendFile {
+    /// Declared size, or `None` for a stream whose end is found by reading.
+    size: Option<u64>,
+    cvs: Vec<Option<Cv>>,
+    single_root: Option<blake3::Hash>,
+    /// Blocks the receiver claims to hold, with their CVs.
+    claimed: HashMap<u64, Cv>,
+    /// Set once the end of an unknown-length stream was read.
+    ended_at: Option<u64>,
+    end_queued: bool,
+}
+
+impl SendFile {
+    fn blocks(&self, block_size: u32) -> Option<u64> {
+        match (self.size, self.ended_at) {
+            (Some(size), _) => Some(block_count(size, block_size)),
+            (None, Some(size)) => Some(block_count(size, block_size)),
+            (None, None) => None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitHello,
+    AwaitAccept,
+    Sending,
+    Done,
+}
+
+/// Counters a driver may show.
+#[derive(Debug, Default, Clone)]
+pub struct SenderStats {
+    /// Payload bytes handed to the channel.
+    pub bytes_queued: u64,
+    /// Bytes the receiver already had, verified against the source.
+    pub bytes_skipped: u64,
+}
+
+pub struct Sender {
+    manifest: Manifest,
+    files: Vec<Option<SendFile>>,
+    phase: Phase,
+    window: usize,
+    actions: VecDeque<SenderAction>,
+    ready: VecDeque<DataItem>,
+    /// Next block to consider in file order.
+    cursor: (usize, u64),
+    resends: VecDeque<(u32, u64)>,
+    resend_counts: HashMap<(u32, u64), u32>,
+    reads_in_flight: usize,
+    /// A stream (unknown length) allows one read at a time, in order.
+    stream_read_busy: bool,
+    pub stats: SenderStats,
+}
+
+impl Sender {
+    pub fn new(manifest: Manifest, window: usize) -> Sender {
+        let files = manifest
+            .entries
+            .iter()
+            .map(|e| {
+                (e.kind == EntryKind::File).then(|| SendFile {
+                    size: e.size,
+                    cvs: Vec::new(),
+                    single_root: None,
+                    claimed: HashMap::new(),
+                    ended_at: None,
+                    end_queued: false,
+                })
+            })
+            .collect();
+        let mut sender = Sender {
+            manifest,
+            files,
+            phase: Phase::AwaitHello,
+            window: window.max(1),
+            actions: VecDeque::new(),
+            ready: VecDeque::new(),
+            cursor: (0, 0),
+            resends: VecDeque::new(),
+            resend_counts: HashMap::new(),
+            reads_in_flight: 0,
+            stream_read_busy: false,
+            stats: SenderStats::default(),
+        };
+        sender.actions.push_back(SenderAction::SendControl(hello()));
+        sender
+            .actions
+            .push_back(SenderAction::SendControl(Control::Manifest(
+                sender.manifest.clone(),
+            )));
+        sender
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn poll_action(&mut self) -> Option<SenderAction> {
+        self.actions.pop_front()
+    }
+
+    /// The next item for the data channel, when the driver has room for it.
+    pub fn poll_data(&mut self) -> Option<DataItem> {
+        let item = self.ready.pop_front();
+        if item.is_some() {
+            self.schedule_reads();
+        }
+        item
+    }
+
+    pub fn has_data(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn handle_control(&mut self, msg: Control) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        match (msg, &self.phase) {
+            (Control::Hello { protocol, .. }, Phase::AwaitHello) => {
+                if protocol != PROTOCOL_VERSION {
+                    return self.fail(ProtoError::Version(protocol));
+                }
+                self.phase = Phase::AwaitAccept;
+            }
+            (Control::Accept { have }, Phase::AwaitAccept) => {
+                if let Err(e) = self.record_claims(have) {
+                    return self.fail(e);
+                }
+                self.phase = Phase::Sending;
+                self.schedule_reads();
+            }
+            (Control::Resend { file, block }, Phase::Sending) => self.resend(file, block),
+            (Control::Done, Phase::Sending) => {
+                if self.all_ended() {
+                    self.phase = Phase::Done;
+                    self.actions.push_back(SenderAction::Finished);
+                } else {
+                    self.fail(ProtoError::Protocol(
+                        "receiver said done before the transfer ended".into(),
+                    ));
+                }
+            }
+            (Control::Cancel { reason }, _) => {
+                self.phase = Phase::Done;
+                self.actions
+                    .push_back(SenderAction::Failed(ProtoError::PeerCancelled(reason)));
+            }
+            (other, phase) => {
+                let what = format!("unexpected {} while {phase:?}", control_name(&other));
+                self.fail(ProtoError::Protocol(what));
+            }
+        }
+    }
+
+    /// A read finished. `data` may be short only for a stream, at its end.
+    /// `single_root` is the BLAKE3 of `data` when `block == 0`.
+    pub fn block_read(
+        &mut self,
+        req: &ReadRequest,
+        data: Bytes,
+        cv: Option<Cv>,
+        single_root: Option<blake3::Hash>,
+    ) {
+        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+        if self.phase == Phase::Done {
+            return;
+        }
+        let Some(Some(file)) = self.files.get_mut(req.file as usize) else {
+            return self.fail(ProtoError::Protocol(format!(
+                "read of unknown file {}",
+                req.file
+            )));
+        };
+        let is_stream = file.size.is_none();
+        if is_stream {
+            self.stream_read_busy = false;
+        }
+        if data.len() < req.len as usize {
+            if !is_stream {
+                let path = self.manifest.entries[req.file as usize].path.clone();
+                return self.fail(ProtoError::SourceChanged(path));
+            }
+            // End of stream: this block (possibly empty) is the last.
+            file.ended_at = Some(req.offset + data.len() as u64);
+        }
+        if let Some(cv) = cv.filter(|_| !data.is_empty()) {
+            let idx = req.block as usize;
+            if file.cvs.len() <= idx {
+                file.cvs.resize(idx + 1, None);
+            }
+            if let Some(old) = file.cvs[idx] {
+                if old != cv {
+                    let path = self.manifest.entries[req.file as usize].path.clone();
+                    return self.fail(ProtoError::SourceChanged(path));
+                }
+            }
+            file.cvs[idx] = Some(cv);
+            if req.block == 0 {
+                file.single_root = single_root;
+            }
+            let send = match req.purpose {
+                Purpose::Send => true,
+                Purpose::Verify => file.claimed.get(&req.block) != Some(&cv),
+            };
+            if send {
+                self.stats.bytes_queued += data.len() as u64;
+                self.ready.push_back(DataItem::Block {
+                    file: req.file,
+                    block: req.block,
+                    cv,
+                    data,
+                });
+            } else {
+                self.stats.bytes_skipped += data.len() as u64;
+            }
+        }
+        self.queue_file_end(req.file);
+        self.schedule_reads();
+    }
+
+    pub fn read_failed(&mut self, err: ProtoError) {
+        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+        self.fail(err);
+    }
+
+    fn record_claims(&mut self, have: Vec<HaveFile>) -> Result<(), ProtoError> {
+        for h in have {
+            let Some(Some(file)) = self.files.get_mut(h.file as usize) else {
+                return Err(ProtoError::Protocol(format!(
+                    "resume state names unknown file {}",
+                    h.file
+                )));
+            };
+            for b in h.blocks {
+                let cv = cv_from_hex(&b.cv).ok_or_else(|| {
+                    ProtoError::Protocol("resume state has a malformed block hash".into())
+                })?;
+                file.claimed.insert(b.block, cv);
+            }
+        }
+        Ok(())
+    }
+
+    fn resend(&mut self, file: u32, block: u64) {
+        let known = matches!(self.files.get(file as usize), Some(Some(f))
+            if f.blocks(self.manifest.block_size).is_some_and(|n| block < n));
+        if !known {
+            return self.fail(ProtoError::Protocol(format!(
+                "resend of unknown block {block} of file {file}"
+            )));
+        }
+        let count = self.resend_counts.entry((file, block)).or_insert(0);
+        *count += 1;
+        if *count > MAX_RESENDS {
+            let path = self.manifest.entries[file as usize].path.clone();
+            return self.fail(ProtoError::Verify { path, block });
+        }
+        self.resends.push_back((file, block));
+        self.schedule_reads();
+    }
+
+    fn queue_file_end(&mut self, idx: u32) {
+        let block_size = self.manifest.block_size;
+        let Some(Some(file)) = self.files.get_mut(idx as usize) else {
+            return;
+        };
+        if file.end_queued {
+            return;
+        }
+        let Some(n) = file.blocks(block_size) else {
+            return;
+        };
+        if file.cvs.len() < n as usize || file.cvs[..n as usize].iter().any(Option::is_none) {
+            return;
+        }
+        let cvs: Vec<Cv> = file.cvs[..n as usize].iter().flatten().copied().collect();
+        let Some(root) = root_from_cvs(&cvs, file.single_root) else {
+            return self.fail(ProtoError::Protocol("missing single-block root".into()));
+        };
+        let size = file.size.or(file.ended_at).unwrap_or(0);
+        file.end_queued = true;
+        self.ready.push_back(DataItem::FileEnd {
+            file: idx,
+            size,
+            root: *root.as_bytes(),
+        });
+    }
+
+    fn all_ended(&self) -> bool {
+        self.files.iter().flatten().all(|f| f.end_queued)
+    }
+
+    fn outstanding(&self) -> usize {
+        self.reads_in_flight
+            + self
+                .ready
+                .iter()
+                .filter(|i| matches!(i, DataItem::Block { .. }))
+                .count()
+    }
+
+    /// Issue reads up to the window: resends first, then the next blocks in order.
+    fn schedule_reads(&mut self) {
+        if self.phase != Phase::Sending {
+            return;
+        }
+        let block_size = self.manifest.block_size;
+        while self.outstanding() < self.window {
+            if let Some((file, block)) = self.resends.pop_front() {
+                let size = self.files[file as usize]
+                    .as_ref()
+                    .and_then(|f| f.size.or(f.ended_at))
+                    .unwrap_or(0);
+                let offset = block * u64::from(block_size);
+                let len = (size - offset).min(u64::from(block_size)) as u32;
+                self.push_read(ReadRequest {
+                    file,
+                    block,
+                    offset,
+                    len,
+                    purpose: Purpose::Send,
+                });
+                continue;
+            }
+            let (fi, bi) = self.cursor;
+            if fi >= self.files.len() {
+                return;
+            }
+            let Some(file) = self.files[fi].as_ref() else {
+                self.cursor = (fi + 1, 0);
+                continue;
+            };
+            let offset = bi * u64::from(block_size);
+            match file.size {
+                Some(size) => {
+                    if offset >= size {
+                        self.cursor = (fi + 1, 0);
+                        self.queue_file_end(fi as u32); // empty file
+                        continue;
+                    }
+                    let len = (size - offset).min(u64::from(block_size)) as u32;
+                    let purpose = if file.claimed.contains_key(&bi) {
+                        Purpose::Verify
+                    } else {
+                        Purpose::Send
+                    };
+                    self.cursor = (fi, bi + 1);
+                    self.push_read(ReadRequest {
+                        file: fi as u32,
+                        block: bi,
+                        offset,
+                        len,
+                        purpose,
+                    });
+                }
+                None => {
+                    if file.ended_at.is_some() {
+                        self.cursor = (fi + 1, 0);
+                        continue;
+                    }
+                    if self.stream_read_busy {
+                        return;
+                    }
+                    self.stream_read_busy = true;
+                    self.cursor = (fi, bi + 1);
+                    self.push_read(ReadRequest {
+                        file: fi as u32,
+                        block: bi,
+                        offset,
+                        len: block_size,
+                        purpose: Purpose::Send,
+                    });
+                }
+            }
+        }
+    }
+
+    fn push_read(&mut self, req: ReadRequest) {
+        self.reads_in_flight += 1;
+        self.actions.push_back(SenderAction::Read(req));
+    }
+
+    fn fail(&mut self, err: ProtoError) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.phase = Phase::Done;
+        self.actions
+            .push_back(SenderAction::SendControl(Control::Cancel {
+                reason: err.to_string(),
+            }));
+        self.actions.push_back(SenderAction::Failed(err));
+    }
+}
+
+pub(super) fn hello() -> Control {
+    Control::Hello {
+        protocol: PROTOCOL_VERSION,
+        software: concat!("ferry/", env!("CARGO_PKG_VERSION")).into(),
+    }
+}
+
+pub(super) fn control_name(msg: &Control) -> &'static str {
+    match msg {
+        Control::Hello { .. } => "hello",
+        Control::Manifest(_) => "manifest",
+        Control::Accept { .. } => "accept",
+        Control::Resend { .. } => "resend",
+        Control::Done => "done",
+        Control::Cancel { .. } => "cancel",
+    }
+}

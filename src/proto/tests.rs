@@ -1,0 +1,379 @@
+//! A sender and a receiver driven against each other in memory.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::hash::{block_cv, single_block_root, Cv};
+use super::*;
+
+const BS: u32 = 16 * 1024;
+
+struct Outcome {
+    sender: Result<(), ProtoError>,
+    receiver: Result<(), ProtoError>,
+    /// Final file contents by file index, for files the receiver finished.
+    files: HashMap<u32, Vec<u8>>,
+    /// Blocks written by file index, in order.
+    writes: Vec<(u32, u64)>,
+    bytes_received: u64,
+}
+
+/// What the in-memory network and disk may do to the transfer.
+#[derive(Default)]
+struct Faults {
+    /// Flip a byte in the data message with this index (counting data messages).
+    corrupt_data_msgs: Vec<usize>,
+    /// Corrupt every data message (a peer that never sends good data).
+    corrupt_all: bool,
+    /// Replace the manifest the sender offers.
+    manifest: Option<Manifest>,
+    /// Extra raw messages injected before the first real data message.
+    inject: Vec<Vec<u8>>,
+}
+
+fn file(path: &str, size: u64) -> Entry {
+    Entry {
+        path: path.into(),
+        kind: EntryKind::File,
+        size: Some(size),
+        mode: 0o644,
+    }
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+        .collect()
+}
+
+fn transfer(
+    manifest: Manifest,
+    sources: Vec<Vec<u8>>,
+    have_disk: HashMap<u32, Vec<u8>>,
+    faults: Faults,
+) -> Outcome {
+    let offered = faults.manifest.clone().unwrap_or_else(|| manifest.clone());
+    let mut sender = Sender::new(manifest, 4);
+    let mut receiver = Receiver::new();
+    let mut disk: HashMap<u32, Vec<u8>> = have_disk.clone();
+    let mut out = Outcome {
+        sender: Ok(()),
+        receiver: Ok(()),
+        files: HashMap::new(),
+        writes: Vec::new(),
+        bytes_received: 0,
+    };
+    let (mut s_done, mut r_done) = (false, false);
+    let mut data_msgs = 0usize;
+    let mut injected = false;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 100_000, "no progress");
+        let mut progress = false;
+        while let Some(action) = sender.poll_action() {
+            progress = true;
+            match action {
+                SenderAction::SendControl(msg) => {
+                    let msg = match (msg, &faults.manifest) {
+                        (Control::Manifest(_), Some(_)) => Control::Manifest(offered.clone()),
+                        (msg, _) => msg,
+                    };
+                    receiver.handle_control(Control::decode(msg.encode().as_bytes()).unwrap());
+                }
+                SenderAction::Read(req) => {
+                    let src = &sources[req.file as usize];
+                    let start = (req.offset as usize).min(src.len());
+                    let end = (start + req.len as usize).min(src.len());
+                    let bytes = Bytes::copy_from_slice(&src[start..end]);
+                    let cv = (!bytes.is_empty()).then(|| block_cv(req.offset, &bytes));
+                    let root = (req.block == 0).then(|| single_block_root(&bytes));
+                    sender.block_read(&req, bytes, cv, root);
+                }
+                SenderAction::Finished => s_done = true,
+                SenderAction::Failed(e) => {
+                    out.sender = Err(e);
+                    s_done = true;
+                }
+            }
+        }
+        while let Some(item) = sender.poll_data() {
+            progress = true;
+            if !injected {
+                injected = true;
+                for m in &faults.inject {
+                    receiver.handle_data(m);
+                }
+            }
+            for mut msg in item.messages() {
+                if msg[0] == wire::DATA_PREFIX {
+                    if faults.corrupt_all || faults.corrupt_data_msgs.contains(&data_msgs) {
+                        let last = msg.len() - 1;
+                        msg[last] ^= 0x40;
+                    }
+                    data_msgs += 1;
+                }
+                receiver.handle_data(&msg);
+            }
+        }
+        while let Some(action) = receiver.poll_action() {
+            progress = true;
+            match action {
+                ReceiverAction::SendControl(msg) => {
+                    sender.handle_control(Control::decode(msg.encode().as_bytes()).unwrap())
+                }
+                ReceiverAction::Offer(m) => {
+                    // Re-verify held blocks as a driver would: by their data.
+                    let have = have_disk
+                        .iter()
+                        .map(|(&f, bytes)| {
+                            let blocks = bytes
+                                .chunks(m.block_size as usize)
+                                .enumerate()
+                                .filter(|(_, c)| c.len() == m.block_size as usize)
+                                .map(|(i, c)| {
+                                    (i as u64, block_cv(i as u64 * u64::from(m.block_size), c))
+                                })
+                                .collect::<Vec<(u64, Cv)>>();
+                            (f, blocks)
+                        })
+                        .collect();
+                    receiver.accept(m, have);
+                }
+                ReceiverAction::Write {
+                    file,
+                    block,
+                    offset,
+                    data,
+                    ..
+                } => {
+                    let f = disk.entry(file).or_default();
+                    let end = offset as usize + data.len();
+                    if f.len() < end {
+                        f.resize(end, 0);
+                    }
+                    f[offset as usize..end].copy_from_slice(&data);
+                    out.writes.push((file, block));
+                }
+                ReceiverAction::Finish { file, size, root } => {
+                    let mut f = disk.remove(&file).unwrap_or_default();
+                    f.truncate(size as usize);
+                    assert_eq!(blake3::hash(&f), root, "finished file must match its root");
+                    out.files.insert(file, f);
+                    receiver.file_finished(file);
+                }
+                ReceiverAction::Finished => r_done = true,
+                ReceiverAction::Failed(e) => {
+                    out.receiver = Err(e);
+                    r_done = true;
+                }
+            }
+        }
+        if !progress || (s_done && r_done) {
+            break;
+        }
+    }
+    out.bytes_received = receiver.stats.bytes_received;
+    out
+}
+
+fn manifest(entries: Vec<Entry>) -> Manifest {
+    Manifest {
+        block_size: BS,
+        entries,
+    }
+}
+
+#[test]
+fn tree_transfers_byte_identical_with_b3sum_roots() {
+    let sizes = [
+        0usize,
+        1,
+        BS as usize - 1,
+        BS as usize,
+        BS as usize + 1,
+        5 * BS as usize + 123,
+        9 * BS as usize,
+    ];
+    let mut entries = vec![Entry {
+        path: "d".into(),
+        kind: EntryKind::Dir,
+        size: None,
+        mode: 0o755,
+    }];
+    let mut sources = vec![Vec::new()];
+    for (i, &s) in sizes.iter().enumerate() {
+        entries.push(file(&format!("d/f{i}"), s as u64));
+        sources.push(data(s, i as u8));
+    }
+    let out = transfer(
+        manifest(entries),
+        sources.clone(),
+        HashMap::new(),
+        Faults::default(),
+    );
+    assert_eq!(out.sender, Ok(()));
+    assert_eq!(out.receiver, Ok(()));
+    for (i, src) in sources.iter().enumerate().skip(1) {
+        assert_eq!(out.files.get(&(i as u32)), Some(src), "file {i}");
+    }
+    assert_eq!(out.bytes_received, sizes.iter().sum::<usize>() as u64);
+}
+
+#[test]
+fn corrupted_block_is_fetched_again() {
+    let src = data(4 * BS as usize, 3);
+    let faults = Faults {
+        corrupt_data_msgs: vec![0],
+        ..Default::default()
+    };
+    let out = transfer(
+        manifest(vec![file("a", src.len() as u64)]),
+        vec![src.clone()],
+        HashMap::new(),
+        faults,
+    );
+    assert_eq!(out.receiver, Ok(()));
+    assert_eq!(out.files.get(&0), Some(&src));
+    // Block 0 was written once, after the resend: 4 blocks in all.
+    assert_eq!(out.writes.len(), 4);
+    assert_eq!(out.bytes_received, src.len() as u64 + u64::from(BS));
+}
+
+#[test]
+fn always_bad_blocks_fail_after_bounded_retries() {
+    let src = data(2 * BS as usize, 1);
+    let faults = Faults {
+        corrupt_all: true,
+        ..Default::default()
+    };
+    let out = transfer(
+        manifest(vec![file("a", src.len() as u64)]),
+        vec![src],
+        HashMap::new(),
+        faults,
+    );
+    assert!(
+        matches!(out.receiver, Err(ProtoError::Verify { .. })),
+        "{:?}",
+        out.receiver
+    );
+    assert!(out.sender.is_err());
+    assert!(out.files.is_empty());
+}
+
+#[test]
+fn hostile_manifest_is_refused_before_any_write() {
+    for path in ["../escape", "/etc/passwd", "a/../../b", "C:\\x"] {
+        let faults = Faults {
+            manifest: Some(manifest(vec![file(path, 3)])),
+            ..Default::default()
+        };
+        let out = transfer(
+            manifest(vec![file("ok", 3)]),
+            vec![data(3, 0)],
+            HashMap::new(),
+            faults,
+        );
+        assert!(
+            matches!(out.receiver, Err(ProtoError::Manifest(_))),
+            "{path}: {:?}",
+            out.receiver
+        );
+        assert!(matches!(out.sender, Err(ProtoError::PeerCancelled(_))));
+        assert!(out.writes.is_empty());
+    }
+}
+
+#[test]
+fn resume_moves_only_missing_blocks_and_refetches_changed_ones() {
+    let src = data(10 * BS as usize, 9);
+    // The receiver holds the first 6 blocks, but block 2 differs from the source.
+    let mut held = src[..6 * BS as usize].to_vec();
+    held[2 * BS as usize + 5] ^= 1;
+    let out = transfer(
+        manifest(vec![file("big", src.len() as u64)]),
+        vec![src.clone()],
+        HashMap::from([(0, held)]),
+        Faults::default(),
+    );
+    assert_eq!(out.receiver, Ok(()));
+    assert_eq!(out.files.get(&0), Some(&src));
+    // Blocks 6..10 plus the changed block 2.
+    assert_eq!(out.bytes_received, 5 * u64::from(BS));
+    let mut written: Vec<u64> = out.writes.iter().map(|w| w.1).collect();
+    written.sort();
+    assert_eq!(written, vec![2, 6, 7, 8, 9]);
+}
+
+#[test]
+fn hostile_frames_fail_cleanly() {
+    let src = data(3 * BS as usize, 2);
+    let cases: Vec<Vec<u8>> = vec![
+        vec![wire::DATA_PREFIX, 1, 2, 3],              // data without header
+        wire::encode_block_header(7, 0, 10, &[0; 32]), // unknown file
+        wire::encode_block_header(0, 99, BS, &[0; 32]), // past the end
+        wire::encode_block_header(0, u64::MAX, BS, &[0; 32]), // offset overflow
+        wire::encode_block_header(0, 0, BS + 1, &[0; 32]), // wrong length
+        wire::encode_file_end(0, 5, &[0; 32]),         // wrong size
+        vec![42],                                      // unknown kind
+    ];
+    for inject in cases {
+        let faults = Faults {
+            inject: vec![inject.clone()],
+            ..Default::default()
+        };
+        let out = transfer(
+            manifest(vec![file("a", src.len() as u64)]),
+            vec![src.clone()],
+            HashMap::new(),
+            faults,
+        );
+        assert!(
+            matches!(out.receiver, Err(ProtoError::Protocol(_))),
+            "{inject:?}: {:?}",
+            out.receiver
+        );
+        assert!(out.files.is_empty());
+    }
+}
+
+#[test]
+fn stream_of_unknown_length() {
+    for len in [0usize, 5, BS as usize, 3 * BS as usize + 17] {
+        let src = data(len, 4);
+        let entry = Entry {
+            path: "stdin".into(),
+            kind: EntryKind::File,
+            size: None,
+            mode: 0,
+        };
+        let out = transfer(
+            manifest(vec![entry]),
+            vec![src.clone()],
+            HashMap::new(),
+            Faults::default(),
+        );
+        assert_eq!(out.receiver, Ok(()), "len {len}");
+        assert_eq!(out.files.get(&0), Some(&src), "len {len}");
+    }
+}
+
+#[test]
+fn empty_folder_only_transfer_finishes() {
+    let entries = vec![Entry {
+        path: "empty".into(),
+        kind: EntryKind::Dir,
+        size: None,
+        mode: 0o755,
+    }];
+    let out = transfer(
+        manifest(entries),
+        vec![Vec::new()],
+        HashMap::new(),
+        Faults::default(),
+    );
+    assert_eq!(out.sender, Ok(()));
+    assert_eq!(out.receiver, Ok(()));
+}

@@ -1,0 +1,279 @@
+//! What crosses the data channels: JSON control messages and binary data frames.
+//!
+//! See docs/PROTOCOL.md for the normative description.
+
+use serde::{Deserialize, Serialize};
+
+use super::hash::Cv;
+use super::manifest::Manifest;
+
+/// Version of the transfer protocol spoken on the data channels.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest message either side sends or accepts on a data channel.
+pub const MAX_MESSAGE: usize = 65535;
+/// Largest control message accepted (a manifest of many files is the big one).
+pub const MAX_CONTROL_MESSAGE: usize = 64 << 20;
+
+/// Control messages, sent as JSON text on the `control` channel.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Control {
+    /// First message from both sides.
+    Hello { protocol: u32, software: String },
+    /// Sender -> receiver: what is offered. Sent once, after hello.
+    Manifest(Manifest),
+    /// Receiver -> sender: start sending. `have` lists blocks the receiver
+    /// already holds, verified, so the sender can skip them (resume).
+    Accept {
+        #[serde(default)]
+        have: Vec<HaveFile>,
+    },
+    /// Receiver -> sender: send this block again (it failed verification).
+    Resend { file: u32, block: u64 },
+    /// Receiver -> sender: every file is verified and in place.
+    Done,
+    /// Either side: stop, with a reason a person can read.
+    Cancel { reason: String },
+}
+
+/// Blocks of one file a receiver already holds, with their chaining values
+/// (hex), so the sender can check them against its source.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HaveFile {
+    pub file: u32,
+    pub blocks: Vec<HaveBlock>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HaveBlock {
+    pub block: u64,
+    pub cv: String,
+}
+
+impl Control {
+    pub fn encode(&self) -> String {
+        // Serializing these plain types cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(text: &[u8]) -> Result<Control, FrameError> {
+        if text.len() > MAX_CONTROL_MESSAGE {
+            return Err(FrameError::TooLarge(text.len()));
+        }
+        serde_json::from_slice(text).map_err(|e| FrameError::BadControl(e.to_string()))
+    }
+}
+
+const KIND_BLOCK: u8 = 1;
+const KIND_DATA: u8 = 2;
+const KIND_FILE_END: u8 = 3;
+/// Bytes of a block header message.
+pub const BLOCK_HEADER_LEN: usize = 52;
+const FILE_END_LEN: usize = 48;
+/// Payload bytes carried by one data message.
+pub const DATA_PAYLOAD: usize = MAX_MESSAGE - 1;
+
+/// A decoded binary message from the `data` channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A block starts; `len` bytes of [`Frame::Data`] follow on the same channel.
+    Block {
+        file: u32,
+        block: u64,
+        len: u32,
+        cv: Cv,
+    },
+    /// The next bytes of the current block.
+    Data(&'a [u8]),
+    /// All blocks of `file` have been sent; its size and BLAKE3 root.
+    FileEnd {
+        file: u32,
+        size: u64,
+        root: [u8; 32],
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("empty data message")]
+    Empty,
+    #[error("data message of {0} bytes is larger than allowed")]
+    TooLarge(usize),
+    #[error("unknown data message kind {0}")]
+    UnknownKind(u8),
+    #[error("malformed data message of kind {0} ({1} bytes)")]
+    Malformed(u8, usize),
+    #[error("malformed control message: {0}")]
+    BadControl(String),
+}
+
+impl Frame<'_> {
+    pub fn decode(msg: &[u8]) -> Result<Frame<'_>, FrameError> {
+        if msg.len() > MAX_MESSAGE {
+            return Err(FrameError::TooLarge(msg.len()));
+        }
+        let (&kind, rest) = msg.split_first().ok_or(FrameError::Empty)?;
+        let malformed = FrameError::Malformed(kind, msg.len());
+        match kind {
+            KIND_BLOCK => {
+                if msg.len() != BLOCK_HEADER_LEN || rest[..3] != [0, 0, 0] {
+                    return Err(malformed);
+                }
+                Ok(Frame::Block {
+                    file: u32::from_be_bytes(arr(&msg[4..8])),
+                    block: u64::from_be_bytes(arr(&msg[8..16])),
+                    len: u32::from_be_bytes(arr(&msg[16..20])),
+                    cv: arr(&msg[20..52]),
+                })
+            }
+            KIND_DATA => {
+                if rest.is_empty() {
+                    return Err(malformed);
+                }
+                Ok(Frame::Data(rest))
+            }
+            KIND_FILE_END => {
+                if msg.len() != FILE_END_LEN || rest[..3] != [0, 0, 0] {
+                    return Err(malformed);
+                }
+                Ok(Frame::FileEnd {
+                    file: u32::from_be_bytes(arr(&msg[4..8])),
+                    size: u64::from_be_bytes(arr(&msg[8..16])),
+                    root: arr(&msg[16..48]),
+                })
+            }
+            other => Err(FrameError::UnknownKind(other)),
+        }
+    }
+}
+
+fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(s);
+    out
+}
+
+pub fn encode_block_header(file: u32, block: u64, len: u32, cv: &Cv) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BLOCK_HEADER_LEN);
+    out.extend_from_slice(&[KIND_BLOCK, 0, 0, 0]);
+    out.extend_from_slice(&file.to_be_bytes());
+    out.extend_from_slice(&block.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(cv);
+    out
+}
+
+/// Prefix for a data message; the payload (at most [`DATA_PAYLOAD`] bytes) follows.
+pub const DATA_PREFIX: u8 = KIND_DATA;
+
+pub fn encode_file_end(file: u32, size: u64, root: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FILE_END_LEN);
+    out.extend_from_slice(&[KIND_FILE_END, 0, 0, 0]);
+    out.extend_from_slice(&file.to_be_bytes());
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(root);
+    out
+}
+
+pub fn cv_to_hex(cv: &Cv) -> String {
+    data_encoding::HEXLOWER.encode(cv)
+}
+
+pub fn cv_from_hex(hex: &str) -> Option<Cv> {
+    let bytes = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::manifest::{Entry, EntryKind};
+
+    #[test]
+    fn frames_round_trip() {
+        let cv = [7u8; 32];
+        let h = encode_block_header(3, 1 << 40, 1 << 20, &cv);
+        assert_eq!(h.len(), BLOCK_HEADER_LEN);
+        assert_eq!(
+            Frame::decode(&h),
+            Ok(Frame::Block {
+                file: 3,
+                block: 1 << 40,
+                len: 1 << 20,
+                cv
+            })
+        );
+        let e = encode_file_end(9, 12345, &[1; 32]);
+        assert_eq!(
+            Frame::decode(&e),
+            Ok(Frame::FileEnd {
+                file: 9,
+                size: 12345,
+                root: [1; 32]
+            })
+        );
+        assert_eq!(
+            Frame::decode(&[DATA_PREFIX, 1, 2]),
+            Ok(Frame::Data(&[1, 2]))
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_errors_not_panics() {
+        assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
+        assert_eq!(
+            Frame::decode(&[DATA_PREFIX]),
+            Err(FrameError::Malformed(2, 1))
+        );
+        assert_eq!(Frame::decode(&[9, 1]), Err(FrameError::UnknownKind(9)));
+        assert!(Frame::decode(&vec![2u8; MAX_MESSAGE + 1]).is_err());
+        let h = encode_block_header(1, 2, 3, &[0; 32]);
+        for cut in 0..h.len() {
+            assert!(Frame::decode(&h[..cut]).is_err() || cut == 0 && h.is_empty());
+        }
+        let mut bad = h.clone();
+        bad[1] = 1;
+        assert!(Frame::decode(&bad).is_err());
+        // Every short prefix of every kind must decode or fail cleanly.
+        for kind in 0..=255u8 {
+            for len in 0..60 {
+                let mut m = vec![0u8; len];
+                if let Some(first) = m.first_mut() {
+                    *first = kind;
+                }
+                let _ = Frame::decode(&m);
+            }
+        }
+    }
+
+    #[test]
+    fn control_round_trip_and_garbage() {
+        let m = Control::Manifest(Manifest {
+            block_size: 1 << 20,
+            entries: vec![Entry {
+                path: "a".into(),
+                kind: EntryKind::File,
+                size: Some(1),
+                mode: 0o644,
+            }],
+        });
+        assert_eq!(Control::decode(m.encode().as_bytes()), Ok(m));
+        assert_eq!(
+            Control::decode(br#"{"type":"accept"}"#),
+            Ok(Control::Accept { have: vec![] })
+        );
+        assert!(Control::decode(b"{").is_err());
+        assert!(Control::decode(br#"{"type":"nope"}"#).is_err());
+        assert!(Control::decode(br#"{"type":"resend","file":-1,"block":0}"#).is_err());
+    }
+
+    #[test]
+    fn cv_hex_round_trip() {
+        let cv = [0xab; 32];
+        assert_eq!(cv_from_hex(&cv_to_hex(&cv)), Some(cv));
+        assert_eq!(cv_from_hex("abc"), None);
+        assert_eq!(cv_from_hex("zz"), None);
+    }
+}

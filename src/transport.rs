@@ -1,0 +1,561 @@
+//! The only module that touches webrtc: one peer connection with a `control`
+//! and a `data` channel, turned into a stream of [`Incoming`] messages.
+//!
+//! ICE is "vanilla": each side waits for candidate gathering to finish and
+//! sends one complete SDP, so signaling is exactly one offer and one answer.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use bytes::BytesMut;
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder, StatsSelector,
+};
+use webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
+    TokioRuntime,
+};
+
+/// UDP socket buffer asked for: the kernel default (~212 KiB) drops packets at
+/// speed; the kernel caps this at net.core.rmem_max.
+const UDP_BUFFER: usize = 4 << 20;
+/// Per-channel send buffer: `send` waits while this much is unacknowledged.
+const SEND_BUFFER_LIMIT: usize = 1 << 20;
+/// Messages queued from the channels to the session, at most 64 KiB each.
+const INCOMING_QUEUE: usize = 64;
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An ICE server (STUN or TURN) for the connection.
+#[derive(Debug, Clone, Default)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TransportConfig {
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// How the selected ICE candidate pair reaches the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Host candidates on both sides (LAN or loopback).
+    Direct,
+    /// Through a NAT, via an address learned from STUN.
+    Srflx,
+    /// Through a TURN relay.
+    Relay,
+    Unknown,
+}
+
+impl PathKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Srflx => "srflx",
+            PathKind::Relay => "relay",
+            PathKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// What arrives from the peer.
+#[derive(Debug)]
+pub enum Incoming {
+    Control(BytesMut),
+    Data(BytesMut),
+    /// The connection is gone; the reason is for people.
+    Lost(String),
+}
+
+enum PcEvent {
+    GatheringComplete,
+    State(RTCPeerConnectionState),
+    Channel(Arc<dyn DataChannel>),
+}
+
+struct Handler {
+    events: mpsc::UnboundedSender<PcEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.events.send(PcEvent::GatheringComplete);
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(%state, "peer connection state");
+        let _ = self.events.send(PcEvent::State(state));
+    }
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        // Never await here: this runs on the connection's driver.
+        let _ = self.events.send(PcEvent::Channel(channel));
+    }
+}
+
+/// The tokio runtime, but every ICE socket gets large buffers.
+#[derive(Debug)]
+struct FerryRuntime(TokioRuntime);
+
+impl Runtime for FerryRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.0.spawn(future)
+    }
+    fn spawn_reactor(
+        &self,
+        size: usize,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Box<dyn JoinHandle> {
+        self.0.spawn_reactor(size, future)
+    }
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let sock = socket2::SockRef::from(&socket);
+        // Best effort: a smaller buffer is slower, not broken.
+        let _ = sock.set_recv_buffer_size(UDP_BUFFER);
+        let _ = sock.set_send_buffer_size(UDP_BUFFER);
+        tracing::debug!(
+            local = ?socket.local_addr().ok(),
+            recv_buffer = sock.recv_buffer_size().unwrap_or(0),
+            send_buffer = sock.send_buffer_size().unwrap_or(0),
+            "ICE socket buffers granted"
+        );
+        self.0.wrap_udp_socket(socket)
+    }
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Arc<dyn AsyncTcpListener>> {
+        self.0.wrap_tcp_listener(listener)
+    }
+    fn connect_tcp<'a>(
+        &'a self,
+        remote: std::net::SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        self.0.connect_tcp(remote)
+    }
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<std::net::SocketAddr>>> + Send + 'a>> {
+        self.0.resolve_host(host)
+    }
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.0.sleep(duration)
+    }
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        self.0.interval(period)
+    }
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        self.0.block_on(future)
+    }
+    fn yield_now(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.0.yield_now()
+    }
+    fn name(&self) -> &'static str {
+        "ferry-tokio"
+    }
+}
+
+/// A peer connection being negotiated.
+pub struct Transport {
+    pc: Arc<dyn PeerConnection>,
+    events: mpsc::UnboundedReceiver<PcEvent>,
+    channels: Vec<Arc<dyn DataChannel>>,
+}
+
+impl Transport {
+    pub async fn new(config: &TransportConfig) -> Result<Transport> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
+        let settings = SettingEngineBuilder::new()
+            // Loopback candidates let two processes on one machine connect
+            // without a network; a remote peer simply never reaches them.
+            .with_include_loopback_candidate(true)
+            .with_ice_timeouts(
+                Some(Duration::from_secs(4)),
+                Some(Duration::from_secs(8)),
+                Some(Duration::from_secs(1)),
+            )
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(ice_servers)
+                    .build(),
+            )
+            .with_setting_engine(settings)
+            .with_handler(Arc::new(Handler { events: tx }))
+            .with_runtime(Arc::new(FerryRuntime(TokioRuntime)))
+            .with_udp_addrs(vec!["0.0.0.0:0".to_string(), "127.0.0.1:0".to_string()])
+            .with_dedicated_reactor_pool_size(1)
+            .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
+            .build()
+            .await
+            .context("creating the WebRTC peer connection")?;
+        Ok(Transport {
+            pc: Arc::new(pc),
+            events,
+            channels: Vec::new(),
+        })
+    }
+
+    /// Offerer: create both channels and return the complete offer SDP.
+    pub async fn create_offer(&mut self) -> Result<String> {
+        for label in ["control", "data"] {
+            let init = RTCDataChannelInit {
+                ordered: true,
+                ..Default::default()
+            };
+            let dc = self
+                .pc
+                .create_data_channel(label, Some(init))
+                .await
+                .context("creating a data channel")?;
+            self.channels.push(dc);
+        }
+        let offer = self
+            .pc
+            .create_offer(None)
+            .await
+            .context("creating the offer")?;
+        self.pc
+            .set_local_description(offer)
+            .await
+            .context("applying the offer")?;
+        self.gathered_sdp().await
+    }
+
+    /// Answerer: apply the peer's offer and return the complete answer SDP.
+    pub async fn accept_offer(&mut self, sdp: String) -> Result<String> {
+        let offer = RTCSessionDescription::offer(sdp)
+            .map_err(|e| anyhow!("the peer's offer is invalid: {e}"))?;
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| anyhow!("the peer's offer was refused: {e}"))?;
+        let answer = self
+            .pc
+            .create_answer(None)
+            .await
+            .context("creating the answer")?;
+        self.pc
+            .set_local_description(answer)
+            .await
+            .context("applying the answer")?;
+        self.gathered_sdp().await
+    }
+
+    /// Offerer: apply the peer's answer.
+    pub async fn accept_answer(&mut self, sdp: String) -> Result<()> {
+        let answer = RTCSessionDescription::answer(sdp)
+            .map_err(|e| anyhow!("the peer's answer is invalid: {e}"))?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| anyhow!("the peer's answer was refused: {e}"))?;
+        Ok(())
+    }
+
+    async fn gathered_sdp(&mut self) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(PcEvent::GatheringComplete)) | Err(_) => break,
+                Ok(Some(PcEvent::Channel(dc))) => self.channels.push(dc),
+                Ok(Some(PcEvent::State(_))) => {}
+                Ok(None) => bail!("the peer connection stopped while gathering candidates"),
+            }
+        }
+        let desc = self
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| anyhow!("no local description"))?;
+        Ok(desc.sdp)
+    }
+
+    /// Wait until both channels are open, then hand over a [`Link`].
+    pub async fn open(mut self, timeout: Duration) -> Result<Link> {
+        let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+        let mut readers = Vec::new();
+        let mut spawned = 0;
+        let mut control = None;
+        let mut data = None;
+        let mut opened = futures::stream::FuturesUnordered::new();
+        let mut open_count = 0;
+        let mut early = VecDeque::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut incoming = incoming;
+        while open_count < 2 {
+            // Start readers for channels we know of.
+            while spawned < self.channels.len() {
+                let dc = self.channels[spawned].clone();
+                spawned += 1;
+                let label = dc.label().await.unwrap_or_default();
+                let is_control = match label.as_str() {
+                    "control" => true,
+                    "data" => false,
+                    other => {
+                        tracing::warn!(label = other, "ignoring an unexpected data channel");
+                        continue;
+                    }
+                };
+                if is_control {
+                    control = Some(dc.clone())
+                } else {
+                    data = Some(dc.clone())
+                }
+                let (open_tx, open_rx) = tokio::sync::oneshot::channel();
+                opened.push(open_rx);
+                readers.push(tokio::spawn(read_channel(
+                    dc,
+                    is_control,
+                    tx.clone(),
+                    open_tx,
+                )));
+            }
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(PcEvent::Channel(dc)) => self.channels.push(dc),
+                    Some(PcEvent::State(RTCPeerConnectionState::Failed)) =>
+                        bail!("no network path to the peer: ICE failed (behind strict NATs, a TURN relay is needed: --turn)"),
+                    Some(_) => {}
+                    None => bail!("the peer connection stopped"),
+                },
+                Some(_) = futures::StreamExt::next(&mut opened) => open_count += 1,
+                msg = incoming.recv() => match msg {
+                    Some(Incoming::Lost(reason)) => bail!("connection lost while opening: {reason}"),
+                    Some(other) => early.push_back(other),
+                    None => bail!("the data channels closed"),
+                },
+                _ = tokio::time::sleep_until(deadline) => bail!(
+                    "could not connect to the peer within {}s: no network path found (a TURN relay may be needed: --turn)",
+                    timeout.as_secs()
+                ),
+            }
+        }
+        let (Some(control), Some(data)) = (control, data) else {
+            bail!("the peer did not open both channels")
+        };
+        // Connection-state changes after this point end the link.
+        let state_tx = tx;
+        let mut events = self.events;
+        let watcher = tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let PcEvent::State(
+                    state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed),
+                ) = event
+                {
+                    let _ = state_tx
+                        .send(Incoming::Lost(format!(
+                            "the connection to the peer was lost ({state})"
+                        )))
+                        .await;
+                    break;
+                }
+            }
+        });
+        readers.push(watcher);
+        Ok(Link {
+            pc: self.pc,
+            control,
+            data,
+            incoming,
+            early,
+            tasks: readers,
+        })
+    }
+}
+
+async fn read_channel(
+    dc: Arc<dyn DataChannel>,
+    is_control: bool,
+    tx: mpsc::Sender<Incoming>,
+    opened: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut opened = Some(opened);
+    while let Some(event) = dc.poll().await {
+        let msg = match event {
+            DataChannelEvent::OnOpen => {
+                if let Some(opened) = opened.take() {
+                    let _ = opened.send(());
+                }
+                continue;
+            }
+            DataChannelEvent::OnMessage(m) if is_control => Incoming::Control(m.data),
+            DataChannelEvent::OnMessage(m) => Incoming::Data(m.data),
+            DataChannelEvent::OnClose => break,
+            _ => continue,
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx
+        .send(Incoming::Lost("the peer closed the connection".into()))
+        .await;
+}
+
+/// An open connection: send on the two channels, receive [`Incoming`].
+pub struct Link {
+    pc: Arc<dyn PeerConnection>,
+    control: Arc<dyn DataChannel>,
+    data: Arc<dyn DataChannel>,
+    incoming: mpsc::Receiver<Incoming>,
+    early: VecDeque<Incoming>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A handle for writing to the data channel from another task.
+#[derive(Clone)]
+pub struct DataSender(Arc<dyn DataChannel>);
+
+impl DataSender {
+    /// Waits while the channel's send buffer is full.
+    pub async fn send(&self, msg: BytesMut) -> Result<()> {
+        self.0
+            .send(msg)
+            .await
+            .map_err(|e| anyhow!("sending to the peer failed: {e}"))
+    }
+}
+
+impl Link {
+    pub async fn recv(&mut self) -> Incoming {
+        if let Some(msg) = self.early.pop_front() {
+            return msg;
+        }
+        self.incoming
+            .recv()
+            .await
+            .unwrap_or_else(|| Incoming::Lost("the connection closed".into()))
+    }
+
+    pub async fn send_control(&self, text: &str) -> Result<()> {
+        self.control
+            .send_text(text)
+            .await
+            .map_err(|e| anyhow!("sending to the peer failed: {e}"))
+    }
+
+    pub fn data_sender(&self) -> DataSender {
+        DataSender(self.data.clone())
+    }
+
+    /// The type of the selected candidate pair.
+    pub async fn path(&self) -> PathKind {
+        use webrtc::peer_connection::RTCStatsReportEntry as E;
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let Some(transport) = report.transport() else {
+            return PathKind::Unknown;
+        };
+        let Some(E::IceCandidatePair(pair)) = report.get(&transport.selected_candidate_pair_id)
+        else {
+            return PathKind::Unknown;
+        };
+        // webrtc 0.21 reports only local candidates (under a prefixed id), so
+        // the path is judged from our end of the pair.
+        let local = format!("RTCLocalIceCandidate_{}", pair.local_candidate_id);
+        match report
+            .get(&local)
+            .or_else(|| report.get(&pair.local_candidate_id))
+        {
+            Some(E::LocalCandidate(c)) => match c.candidate_type {
+                RTCIceCandidateType::Relay => PathKind::Relay,
+                RTCIceCandidateType::Srflx | RTCIceCandidateType::Prflx => PathKind::Srflx,
+                RTCIceCandidateType::Host => PathKind::Direct,
+                _ => PathKind::Unknown,
+            },
+            _ => PathKind::Unknown,
+        }
+    }
+
+    /// Close the connection, letting queued data drain for up to `grace`.
+    pub async fn close(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            match self.data.outstanding_bytes().await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let _ = self.pc.close().await;
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two peer connections in one process over loopback: both channels open
+    /// and carry messages both ways, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_peers_exchange_messages() {
+        let config = TransportConfig::default();
+        let mut offerer = Transport::new(&config).await.unwrap();
+        let mut answerer = Transport::new(&config).await.unwrap();
+        let offer = offerer.create_offer().await.unwrap();
+        let answer = answerer.accept_offer(offer).await.unwrap();
+        offerer.accept_answer(answer).await.unwrap();
+        let (a, b) = tokio::join!(
+            offerer.open(Duration::from_secs(10)),
+            answerer.open(Duration::from_secs(10))
+        );
+        let (a, mut b) = (a.unwrap(), b.unwrap());
+        a.send_control("hello").await.unwrap();
+        let sender = a.data_sender();
+        for i in 0..100u8 {
+            sender
+                .send(BytesMut::from(&vec![i; 60_000][..]))
+                .await
+                .unwrap();
+        }
+        match b.recv().await {
+            Incoming::Control(m) => assert_eq!(&m[..], b"hello"),
+            other => panic!("expected control, got {other:?}"),
+        }
+        for i in 0..100u8 {
+            match b.recv().await {
+                Incoming::Data(m) => assert!(m.len() == 60_000 && m.iter().all(|&x| x == i)),
+                other => panic!("expected data, got {other:?}"),
+            }
+        }
+        let path = a.path().await;
+        assert_eq!(path, PathKind::Direct);
+        a.close(Duration::from_secs(1)).await;
+        // The other side notices.
+        loop {
+            if let Incoming::Lost(_) = b.recv().await {
+                break;
+            }
+        }
+    }
+}
