@@ -638,7 +638,17 @@ impl PartFile {
 /// if the name is taken, unlike a check followed by `rename`; that racy
 /// fallback is used only where hard links are unsupported.
 fn place_no_clobber(part: &Path, target: &Path) -> Result<(), FilesError> {
-    match fs::hard_link(part, target) {
+    place_no_clobber_with(part, target, |a, b| fs::hard_link(a, b))
+}
+
+/// [`place_no_clobber`] with the linking step injectable, so the fallback
+/// for file systems without hard links can be tested.
+fn place_no_clobber_with(
+    part: &Path,
+    target: &Path,
+    link: impl FnOnce(&Path, &Path) -> io::Result<()>,
+) -> Result<(), FilesError> {
+    match link(part, target) {
         Ok(()) => {
             if let Err(e) = fs::remove_file(part) {
                 // The data is already in place; a leftover link is harmless.
@@ -1028,6 +1038,32 @@ mod tests {
         pf.finish(0, true).unwrap();
         assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"new");
         assert!(!part.exists());
+    }
+
+    #[test]
+    fn no_hard_link_fallback_still_refuses_existing_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let unsupported = |_: &Path, _: &Path| Err(io::Error::from_raw_os_error(libc::EPERM));
+        let part = tmp.path().join(".t.ferry-part");
+        let target = tmp.path().join("t");
+        write(&part, b"new");
+        write(&target, b"old");
+        assert!(matches!(
+            place_no_clobber_with(&part, &target, unsupported).unwrap_err(),
+            FilesError::Exists { .. }
+        ));
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        fs::remove_file(&target).unwrap();
+        place_no_clobber_with(&part, &target, unsupported).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert!(!part.exists());
+        // Any other link failure is reported, not papered over.
+        write(&part, b"x");
+        let broken = |_: &Path, _: &Path| Err(io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(
+            place_no_clobber_with(&part, &tmp.path().join("u"), broken).unwrap_err(),
+            FilesError::Io { .. }
+        ));
     }
 
     #[test]
