@@ -2,5 +2,6 @@
 //!
 //! The crate is a library plus the thin `ferry` binary. See `docs/ARCHITECTURE.md`.
 
+pub mod files;
 pub mod proto;
 pub mod transport;

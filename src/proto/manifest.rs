@@ -11,8 +11,8 @@ pub const MIN_BLOCK_SIZE: u32 = 16 * 1024;
 pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
 /// A manifest may not list more entries than this.
 pub const MAX_ENTRIES: usize = 1_000_000;
-const MAX_COMPONENT_BYTES: usize = 255;
-const MAX_PATH_BYTES: usize = 4096;
+pub const MAX_COMPONENT_BYTES: usize = 255;
+pub const MAX_PATH_BYTES: usize = 4096;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -41,10 +41,18 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
 }
 
+/// A relative path that must not be used, and why.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("unsafe path {path:?}: {reason}")]
+pub struct UnsafePath {
+    pub path: String,
+    pub reason: &'static str,
+}
+
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ManifestError {
-    #[error("unsafe path {0:?} in the offer: {1}")]
-    UnsafePath(String, &'static str),
+    #[error("refused in the offer: {0}")]
+    UnsafePath(#[from] UnsafePath),
     #[error("the offer lists {0:?} twice")]
     Duplicate(String),
     #[error(
@@ -63,12 +71,20 @@ pub enum ManifestError {
     Empty,
 }
 
-/// Check one peer-supplied relative path and return its components.
+/// Check one relative path (from a peer, or about to be offered to one) and
+/// return its components.
 ///
 /// Refused: empty, absolute, `.`/`..`/empty components, backslashes, drive
-/// prefixes (`C:`), NUL and other control characters, overlong names.
-pub fn validate_path(path: &str) -> Result<Vec<&str>, ManifestError> {
-    let bad = |why| Err(ManifestError::UnsafePath(path.to_string(), why));
+/// prefixes (`C:`, which name a drive or stream on Windows peers), NUL and
+/// other control characters (C1 too: terminals may act on them when a name
+/// is printed), overlong names.
+pub fn validate_path(path: &str) -> Result<Vec<&str>, UnsafePath> {
+    let bad = |reason| {
+        Err(UnsafePath {
+            path: path.to_string(),
+            reason,
+        })
+    };
     if path.is_empty() {
         return bad("empty path");
     }
@@ -78,15 +94,9 @@ pub fn validate_path(path: &str) -> Result<Vec<&str>, ManifestError> {
     if path.starts_with('/') {
         return bad("absolute path");
     }
-    if path.contains('\\') {
-        return bad("backslash in path");
-    }
-    if path.chars().any(|c| c.is_control()) {
-        return bad("control character in path");
-    }
-    let parts: Vec<&str> = path.split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        match *part {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
             "" => return bad("empty path component"),
             "." | ".." => return bad("'.' or '..' component"),
             _ => {}
@@ -94,13 +104,17 @@ pub fn validate_path(path: &str) -> Result<Vec<&str>, ManifestError> {
         if part.len() > MAX_COMPONENT_BYTES {
             return bad("name longer than 255 bytes");
         }
-        if i == 0
-            && part.len() >= 2
-            && part.as_bytes()[1] == b':'
-            && part.as_bytes()[0].is_ascii_alphabetic()
-        {
+        if part.contains('\\') {
+            return bad("backslash in path");
+        }
+        if part.chars().any(char::is_control) {
+            return bad("control character in path");
+        }
+        let b = part.as_bytes();
+        if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
             return bad("drive prefix");
         }
+        parts.push(part);
     }
     Ok(parts)
 }
