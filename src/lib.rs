@@ -1,3 +1,5 @@
 //! ferry: peer-to-peer file transfer over WebRTC data channels.
 //!
 //! The crate is a library plus the thin `ferry` binary. See `docs/ARCHITECTURE.md`.
+
+pub mod ticket;
