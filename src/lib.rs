@@ -2,4 +2,6 @@
 //!
 //! The crate is a library plus the thin `ferry` binary. See `docs/ARCHITECTURE.md`.
 
+pub mod rendezvous;
+pub mod signal;
 pub mod ticket;
