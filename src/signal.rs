@@ -523,6 +523,26 @@ mod tests {
     }
 
     #[test]
+    fn opens_the_documented_test_vector() {
+        // Produced by Python's `cryptography` (see docs/PROTOCOL-signaling.md):
+        // secret 00..1f, nonce 00..0b, sender "offerer".
+        let ticket = Ticket {
+            servers: vec!["ws://x".into()],
+            secret: std::array::from_fn(|i| i as u8),
+        };
+        let aad = associated_data(&ticket.room_id(), Role::Offerer);
+        assert_eq!(aad, "ferry/1|2b0723a884ddb28ba9761423a3ff7b55|offerer");
+        let sealed =
+            "AAECAwQFBgcICQoLp3qWqoQIilx5HohAZ3q654g1sJxal2GNmvHJffDYfy6e6JDvNA7aOlE_rSJUeA";
+        assert_eq!(
+            open(&ticket.signaling_key(), &aad, sealed).ok(),
+            Some(SignalMessage::Bye {
+                reason: "test".into()
+            })
+        );
+    }
+
+    #[test]
     fn nonces_differ() {
         let msg = &samples()[0];
         assert_ne!(seal(&KEY, "a", msg), seal(&KEY, "a", msg));
