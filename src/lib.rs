@@ -4,4 +4,7 @@
 
 pub mod files;
 pub mod proto;
+pub mod rendezvous;
+pub mod signal;
+pub mod ticket;
 pub mod transport;

@@ -1,0 +1,426 @@
+//! The ticket: everything a receiver needs to find and authenticate the sender.
+//!
+//! Text form: `ferry` followed by lowercase RFC 4648 base32 (no padding) of
+//!
+//! ```text
+//! [version u8 = 1][secret: 32 bytes][server count u8][per server: len u8, UTF-8 bytes]
+//! ```
+//!
+//! The room id and the signaling key are derived from the secret with
+//! HKDF-SHA256 rather than BLAKE3 so that a browser can derive the same values
+//! with WebCrypto alone.
+
+use std::fmt;
+use std::str::FromStr;
+
+use data_encoding::{BASE32_NOPAD, HEXLOWER};
+use hkdf::Hkdf;
+use rand::TryRngCore;
+use sha2::Sha256;
+
+/// Version of the ferry wire protocol carried in every ticket.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Text prefix of every ticket.
+const PREFIX: &str = "ferry";
+/// Most rendezvous servers a ticket may list; keeps tickets short enough to paste.
+pub const MAX_SERVERS: usize = 8;
+/// A server URL's length must fit in the one-byte length field.
+pub const MAX_SERVER_LEN: usize = 255;
+
+const ROOM_INFO: &[u8] = b"ferry/1 room";
+const SIGNALING_KEY_INFO: &[u8] = b"ferry/1 signaling key";
+
+/// A parsed ferry ticket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// Rendezvous server URLs (`ws://` or `wss://`), tried in order.
+    pub servers: Vec<String>,
+    /// The 256-bit shared secret; never leaves the two peers.
+    pub secret: [u8; 32],
+}
+
+/// Why a ticket string was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TicketError {
+    #[error("not a ferry ticket: it must start with `ferry` (copy the whole line that `ferry send` printed)")]
+    MissingPrefix,
+    #[error("the ticket is garbled (not valid base32): copy it again, all of it")]
+    BadEncoding,
+    #[error("the ticket is incomplete: copy it again, all of it")]
+    Truncated,
+    #[error("the ticket has extra bytes at the end: copy it again, exactly as printed")]
+    TrailingBytes,
+    #[error("this ticket is for ferry protocol version {0}; this ferry speaks version {PROTOCOL_VERSION}: upgrade the older ferry so both sides match")]
+    UnsupportedVersion(u8),
+    #[error("the ticket lists no rendezvous server: create a new one with `ferry send`")]
+    NoServers,
+    #[error("the ticket lists {0} rendezvous servers, more than the {MAX_SERVERS} allowed: create a new one with `ferry send`")]
+    TooManyServers(usize),
+    #[error("a rendezvous server in the ticket is not valid UTF-8: copy the ticket again")]
+    ServerNotUtf8,
+    #[error("rendezvous server `{0}` is not a ws:// or wss:// URL (of at most {MAX_SERVER_LEN} bytes): check --server")]
+    BadServer(String),
+}
+
+impl Ticket {
+    /// A new ticket with a fresh secret from the operating system's RNG.
+    ///
+    /// `servers` should satisfy [`Ticket::validate`]; a server that cannot be
+    /// encoded would make `Display` produce a ticket that `FromStr` refuses.
+    pub fn generate(servers: Vec<String>) -> Ticket {
+        let mut secret = [0u8; 32];
+        if rand::rngs::OsRng.try_fill_bytes(&mut secret).is_err() {
+            // ThreadRng is a CSPRNG seeded from the OS too; reaching here means
+            // the OS source failed once, not that randomness is unavailable.
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+        }
+        Ticket { servers, secret }
+    }
+
+    /// Builds a ticket, checking that it can be written and read back.
+    pub fn new(servers: Vec<String>, secret: [u8; 32]) -> Result<Ticket, TicketError> {
+        let ticket = Ticket { servers, secret };
+        ticket.validate()?;
+        Ok(ticket)
+    }
+
+    /// Checks the rules `FromStr` enforces: 1 to 8 servers, each a ws:// or
+    /// wss:// URL of at most 255 bytes.
+    pub fn validate(&self) -> Result<(), TicketError> {
+        if self.servers.is_empty() {
+            return Err(TicketError::NoServers);
+        }
+        if self.servers.len() > MAX_SERVERS {
+            return Err(TicketError::TooManyServers(self.servers.len()));
+        }
+        for server in &self.servers {
+            check_server(server)?;
+        }
+        Ok(())
+    }
+
+    /// The rendezvous room: 32 lowercase hex characters, derived from the secret
+    /// so the server learns nothing that helps it open the sealed messages.
+    pub fn room_id(&self) -> String {
+        let mut okm = [0u8; 16];
+        hkdf_expand(&self.secret, ROOM_INFO, &mut okm);
+        HEXLOWER.encode(&okm)
+    }
+
+    /// The AES-256-GCM key that seals signaling messages.
+    pub fn signaling_key(&self) -> [u8; 32] {
+        let mut okm = [0u8; 32];
+        hkdf_expand(&self.secret, SIGNALING_KEY_INFO, &mut okm);
+        okm
+    }
+
+    fn to_payload(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(34 + self.servers.iter().map(|s| s.len() + 1).sum::<usize>());
+        out.push(PROTOCOL_VERSION);
+        out.extend_from_slice(&self.secret);
+        // Length fields are one byte; clamping keeps Display infallible, and
+        // `validate` is where an over-long list or URL is reported.
+        let servers: Vec<&String> = self.servers.iter().take(u8::MAX as usize).collect();
+        out.push(servers.len() as u8);
+        for server in servers {
+            let bytes = &server.as_bytes()[..server.len().min(MAX_SERVER_LEN)];
+            out.push(bytes.len() as u8);
+            out.extend_from_slice(bytes);
+        }
+        out
+    }
+
+    fn from_payload(payload: &[u8]) -> Result<Ticket, TicketError> {
+        let mut reader = Reader(payload);
+        let version = reader.byte()?;
+        if version != PROTOCOL_VERSION {
+            return Err(TicketError::UnsupportedVersion(version));
+        }
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(reader.take(32)?);
+        let count = reader.byte()? as usize;
+        if count == 0 {
+            return Err(TicketError::NoServers);
+        }
+        if count > MAX_SERVERS {
+            return Err(TicketError::TooManyServers(count));
+        }
+        let mut servers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = reader.byte()? as usize;
+            let raw = reader.take(len)?;
+            let server = std::str::from_utf8(raw).map_err(|_| TicketError::ServerNotUtf8)?;
+            check_server(server)?;
+            servers.push(server.to_owned());
+        }
+        if !reader.0.is_empty() {
+            return Err(TicketError::TrailingBytes);
+        }
+        Ok(Ticket { servers, secret })
+    }
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let encoded = BASE32_NOPAD.encode(&self.to_payload()).to_ascii_lowercase();
+        write!(f, "{PREFIX}{encoded}")
+    }
+}
+
+impl FromStr for Ticket {
+    type Err = TicketError;
+
+    fn from_str(s: &str) -> Result<Ticket, TicketError> {
+        let s = s.trim();
+        // Accept `FERRY...` too: QR codes in alphanumeric mode are uppercase.
+        let body = match s.get(..PREFIX.len()) {
+            Some(head) if head.eq_ignore_ascii_case(PREFIX) => &s[PREFIX.len()..],
+            _ => return Err(TicketError::MissingPrefix),
+        };
+        let upper = body.to_ascii_uppercase();
+        let payload = match BASE32_NOPAD.decode(upper.as_bytes()) {
+            Ok(payload) => payload,
+            // A length that no byte count encodes to means characters are missing.
+            Err(e) if e.kind == data_encoding::DecodeKind::Length => {
+                return Err(TicketError::Truncated)
+            }
+            Err(_) => return Err(TicketError::BadEncoding),
+        };
+        Ticket::from_payload(&payload)
+    }
+}
+
+fn check_server(server: &str) -> Result<(), TicketError> {
+    let rest = server
+        .strip_prefix("ws://")
+        .or_else(|| server.strip_prefix("wss://"));
+    match rest {
+        Some(host) if !host.is_empty() && server.len() <= MAX_SERVER_LEN => Ok(()),
+        _ => Err(TicketError::BadServer(server.to_owned())),
+    }
+}
+
+fn hkdf_expand(secret: &[u8; 32], info: &[u8], okm: &mut [u8]) {
+    let hk = Hkdf::<Sha256>::new(None, secret);
+    // Only fails when asking for more than 255 * 32 bytes; callers ask for <= 32.
+    if hk.expand(info, okm).is_err() {
+        unreachable!("HKDF output length is fixed and small");
+    }
+}
+
+/// Bounds-checked cursor over the payload.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TicketError> {
+        if self.0.len() < n {
+            return Err(TicketError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, TicketError> {
+        Ok(self.take(1)?[0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, RngCore};
+
+    fn sample() -> Ticket {
+        Ticket {
+            servers: vec![
+                "ws://192.0.2.2:40123".to_owned(),
+                "wss://ferry.example.org/".to_owned(),
+            ],
+            secret: std::array::from_fn(|i| i as u8),
+        }
+    }
+
+    fn encode_payload(payload: &[u8]) -> String {
+        format!("ferry{}", BASE32_NOPAD.encode(payload).to_ascii_lowercase())
+    }
+
+    fn payload_with_servers(version: u8, servers: &[&[u8]]) -> Vec<u8> {
+        let mut p = vec![version];
+        p.extend_from_slice(&[7u8; 32]);
+        p.push(servers.len() as u8);
+        for s in servers {
+            p.push(s.len() as u8);
+            p.extend_from_slice(s);
+        }
+        p
+    }
+
+    #[test]
+    fn round_trip() {
+        let t = sample();
+        let text = t.to_string();
+        assert!(text.starts_with("ferry"));
+        assert!(text[5..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || ('2'..='7').contains(&c)));
+        assert_eq!(text.parse::<Ticket>(), Ok(t.clone()));
+        // Surrounding whitespace and upper case are accepted.
+        assert_eq!(format!("  {}\n", text).parse::<Ticket>(), Ok(t.clone()));
+        assert_eq!(text.to_ascii_uppercase().parse::<Ticket>(), Ok(t));
+    }
+
+    #[test]
+    fn generate_uses_fresh_secrets() {
+        let a = Ticket::generate(vec!["ws://a".into()]);
+        let b = Ticket::generate(vec!["ws://a".into()]);
+        assert_ne!(a.secret, b.secret);
+        assert_ne!(a.secret, [0u8; 32]);
+        assert_eq!(a.to_string().parse::<Ticket>(), Ok(a));
+    }
+
+    #[test]
+    fn known_answers() {
+        // Pinned from an independent HKDF (Python hmac); the browser must derive the same.
+        let t = Ticket {
+            servers: vec!["ws://x".into()],
+            secret: std::array::from_fn(|i| i as u8),
+        };
+        assert_eq!(t.room_id(), "2b0723a884ddb28ba9761423a3ff7b55");
+        assert_eq!(
+            HEXLOWER.encode(&t.signaling_key()),
+            "67d9c75de320f1a8cf7942c81d01751e34e4692e5a835b65ec36297b6896e0b1"
+        );
+        assert_eq!(t.room_id().len(), 32);
+    }
+
+    #[test]
+    fn refuses_missing_prefix() {
+        let text = sample().to_string();
+        assert_eq!(text[5..].parse::<Ticket>(), Err(TicketError::MissingPrefix));
+        assert_eq!("".parse::<Ticket>(), Err(TicketError::MissingPrefix));
+        assert_eq!("fer".parse::<Ticket>(), Err(TicketError::MissingPrefix));
+    }
+
+    #[test]
+    fn refuses_bad_base32() {
+        let text = sample().to_string();
+        let bad = format!("{}1{}", &text[..10], &text[11..]);
+        assert_eq!(bad.parse::<Ticket>(), Err(TicketError::BadEncoding));
+        assert_eq!(
+            "ferry!!!!!!!!".parse::<Ticket>(),
+            Err(TicketError::BadEncoding)
+        );
+    }
+
+    #[test]
+    fn refuses_truncated() {
+        let payload = sample().to_payload();
+        for cut in 0..payload.len() {
+            assert_eq!(
+                encode_payload(&payload[..cut]).parse::<Ticket>(),
+                Err(TicketError::Truncated),
+                "cut at {cut}"
+            );
+        }
+        // Losing a character of the text is caught as well.
+        let text = sample().to_string();
+        assert!(text[..text.len() - 1].parse::<Ticket>().is_err());
+    }
+
+    #[test]
+    fn refuses_trailing_bytes() {
+        let mut payload = sample().to_payload();
+        payload.push(0);
+        assert_eq!(
+            encode_payload(&payload).parse::<Ticket>(),
+            Err(TicketError::TrailingBytes)
+        );
+    }
+
+    #[test]
+    fn refuses_other_versions() {
+        let p = payload_with_servers(2, &[b"ws://a"]);
+        let err = encode_payload(&p).parse::<Ticket>().unwrap_err();
+        assert_eq!(err, TicketError::UnsupportedVersion(2));
+        let msg = err.to_string();
+        assert!(msg.contains("version 2") && msg.contains("version 1") && msg.contains("upgrade"));
+    }
+
+    #[test]
+    fn refuses_server_count_out_of_range() {
+        let p = payload_with_servers(1, &[]);
+        assert_eq!(
+            encode_payload(&p).parse::<Ticket>(),
+            Err(TicketError::NoServers)
+        );
+        let nine: Vec<&[u8]> = vec![b"ws://a"; 9];
+        let p = payload_with_servers(1, &nine);
+        assert_eq!(
+            encode_payload(&p).parse::<Ticket>(),
+            Err(TicketError::TooManyServers(9))
+        );
+        let eight: Vec<&[u8]> = vec![b"ws://a"; 8];
+        let p = payload_with_servers(1, &eight);
+        assert!(encode_payload(&p).parse::<Ticket>().is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_servers() {
+        let p = payload_with_servers(1, &[b"ws://\xff\xfe"]);
+        assert_eq!(
+            encode_payload(&p).parse::<Ticket>(),
+            Err(TicketError::ServerNotUtf8)
+        );
+        for bad in [&b"http://a"[..], b"ws://", b"", b"wss:/a", b"WS://a"] {
+            let p = payload_with_servers(1, &[b"ws://ok", bad]);
+            assert!(
+                matches!(
+                    encode_payload(&p).parse::<Ticket>(),
+                    Err(TicketError::BadServer(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_matches_parser() {
+        assert!(Ticket::new(vec![], [0; 32]).is_err());
+        assert!(Ticket::new(vec!["ws://a".into(); 9], [0; 32]).is_err());
+        assert!(Ticket::new(vec![format!("ws://{}", "a".repeat(251))], [0; 32]).is_err());
+        assert!(Ticket::new(vec![format!("ws://{}", "a".repeat(250))], [0; 32]).is_ok());
+        assert!(Ticket::new(vec!["tcp://a".into()], [0; 32]).is_err());
+    }
+
+    #[test]
+    fn never_panics_on_random_input() {
+        let mut rng = rand::rng();
+        let alphabet = b"abcdefghijklmnopqrstuvwxyz234567ABCXYZ019 =!\xc3";
+        for _ in 0..3000 {
+            let len = rng.random_range(0..120);
+            let body: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let body = String::from_utf8_lossy(&body);
+            let _ = format!("ferry{body}").parse::<Ticket>();
+            let _ = body.parse::<Ticket>();
+        }
+        // Random payloads behind a valid version byte reach the deeper checks.
+        for _ in 0..3000 {
+            let mut payload = vec![0u8; rng.random_range(0..80)];
+            rng.fill_bytes(&mut payload);
+            if let Some(first) = payload.first_mut() {
+                *first = 1;
+            }
+            let _ = encode_payload(&payload).parse::<Ticket>();
+        }
+        // Every truncation of a valid ticket's text.
+        let text = sample().to_string();
+        for cut in 0..text.len() {
+            assert!(text[..cut].parse::<Ticket>().is_err());
+        }
+    }
+}
