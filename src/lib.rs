@@ -2,9 +2,19 @@
 //!
 //! The crate is a library plus the thin `ferry` binary. See `docs/ARCHITECTURE.md`.
 
+pub mod cli;
 pub mod files;
+pub mod logging;
+pub mod net;
+pub mod progress;
 pub mod proto;
+pub mod receive;
 pub mod rendezvous;
+pub mod send;
+pub mod serve;
+pub mod session;
 pub mod signal;
 pub mod ticket;
 pub mod transport;
+
+pub use session::exit_code;

@@ -132,7 +132,7 @@ pub fn open(key: &[u8; 32], aad: &str, sealed: &str) -> Result<SignalMessage, Si
 
 /// A STUN/TURN server as handed out by the rendezvous server; same shape as
 /// the browser's `RTCIceServer`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct IceServer {
     pub urls: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use crate::signal::IceServer;
 use anyhow::{anyhow, bail, Context as _, Result};
 use bytes::BytesMut;
 use tokio::sync::mpsc;
@@ -33,14 +34,6 @@ const SEND_BUFFER_LIMIT: usize = 1 << 20;
 /// Messages queued from the channels to the session, at most 64 KiB each.
 const INCOMING_QUEUE: usize = 64;
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// An ICE server (STUN or TURN) for the connection.
-#[derive(Debug, Clone, Default)]
-pub struct IceServer {
-    pub urls: Vec<String>,
-    pub username: Option<String>,
-    pub credential: Option<String>,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct TransportConfig {
@@ -499,10 +492,12 @@ impl Link {
     pub async fn close(self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline {
-            match self.data.outstanding_bytes().await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            let data = self.data.outstanding_bytes().await.unwrap_or(0);
+            let control = self.control.outstanding_bytes().await.unwrap_or(0);
+            if data + control == 0 {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let _ = self.pc.close().await;
         for task in self.tasks {

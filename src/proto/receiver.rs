@@ -238,8 +238,9 @@ impl Receiver {
         }
     }
 
-    /// The driver could not write or finish: stop and tell the peer.
-    pub fn local_error(&mut self, err: ProtoError) {
+    /// Stop because of something outside the protocol core (a write that
+    /// failed, a malformed message); the peer is told why.
+    pub fn abort(&mut self, err: ProtoError) {
         self.fail(err);
     }
 

@@ -294,6 +294,12 @@ impl Sender {
         self.fail(err);
     }
 
+    /// Stop because of something outside the protocol core (a malformed
+    /// message, a local error); the peer is told why.
+    pub fn abort(&mut self, err: ProtoError) {
+        self.fail(err);
+    }
+
     fn record_claims(&mut self, have: Vec<HaveFile>) -> Result<(), ProtoError> {
         for h in have {
             let Some(Some(file)) = self.files.get_mut(h.file as usize) else {

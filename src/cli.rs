@@ -1,0 +1,89 @@
+//! Command-line interface. The doc comments are the `--help` text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Send files and folders peer-to-peer over WebRTC, verified with BLAKE3.
+#[derive(Parser, Debug)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Rendezvous server (ws:// or wss:// URL) instead of the built-in one
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// STUN server for address discovery, e.g. stun:example.org:3478 (repeatable)
+    #[arg(long, global = true, value_name = "URL")]
+    pub stun: Vec<String>,
+    /// TURN relay, e.g. turn:user:pass@example.org:3478 (repeatable)
+    #[arg(long, global = true, value_name = "URL")]
+    pub turn: Vec<String>,
+    /// Print one JSON summary object on stdout at the end
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress or summary on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log more (-v, -vv); RUST_LOG is honored too
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Offer files and folders; prints a ticket (first line of stdout) and a browser link
+    Send(SendArgs),
+    /// Receive what a ticket offers
+    Receive(ReceiveArgs),
+    /// Run the standalone rendezvous server (signaling and the web page)
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Files or folders to send; `-` reads standard input as one stream
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Name for the stream read from `-`
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Address of the built-in rendezvous (when no --server is given)
+    #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
+    pub bind: SocketAddr,
+    /// Give up if no receiver connects within this many seconds
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReceiveArgs {
+    /// The ticket printed by `ferry send`
+    pub ticket: String,
+    /// Folder to receive into
+    #[arg(long, short, default_value = ".", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Accept without asking
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Overwrite existing files
+    #[arg(long)]
+    pub force: bool,
+    /// Give up if the sender can't be reached within this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on for HTTP and WebSocket signaling
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+}

@@ -1,0 +1,123 @@
+//! Progress and human output on stderr. The only module that uses indicatif.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// What the user sees while a transfer runs. Owned by the driver task.
+pub struct Progress {
+    bar: ProgressBar,
+    quiet: bool,
+    started: Instant,
+    /// Bytes already present when this run started (resume).
+    base: u64,
+}
+
+impl Progress {
+    /// `verb` is "sending" or "receiving". Hidden when stderr is not a
+    /// terminal or with `--quiet`.
+    pub fn new(verb: &str, quiet: bool) -> Progress {
+        let visible = !quiet && std::io::stderr().is_terminal();
+        let bar = if visible {
+            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8))
+        } else {
+            ProgressBar::hidden()
+        };
+        let style = ProgressStyle::with_template(&format!(
+            "{verb} {{prefix}} {{msg:20!}} {{bar:30.cyan/blue}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        Progress {
+            bar,
+            quiet,
+            started: Instant::now(),
+            base: 0,
+        }
+    }
+
+    /// A line of status for people (stderr), above the bar.
+    pub fn say(&self, line: &str) {
+        if !self.quiet {
+            self.bar.suspend(|| eprintln!("{line}"));
+        }
+    }
+
+    pub fn start(&mut self, total: u64, already: u64, path: &str) {
+        self.base = already;
+        self.bar.set_length(total);
+        self.bar.set_position(already);
+        self.bar.reset_eta();
+        self.started = Instant::now();
+        if already > 0 {
+            self.say(&format!(
+                "resuming from {} of {}",
+                HumanBytes(already),
+                HumanBytes(total)
+            ));
+        }
+        self.set_path(path);
+    }
+
+    pub fn set_path(&self, path: &str) {
+        self.bar.set_prefix(path.to_string());
+    }
+
+    pub fn file(&self, name: &str) {
+        self.bar.set_message(name.to_string());
+    }
+
+    pub fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Clear the bar and print the closing summary.
+    pub fn finish(&self, summary: &Summary) {
+        self.bar.finish_and_clear();
+        if self.quiet {
+            return;
+        }
+        let secs = summary.seconds.max(1e-6);
+        let rate = summary.moved as f64 / secs / 1e6;
+        eprintln!(
+            "{} {} file{}, {} in {} ({rate:.1} MB/s, path: {}{})",
+            summary.verb,
+            summary.files,
+            if summary.files == 1 { "" } else { "s" },
+            HumanBytes(summary.bytes),
+            HumanDuration(Duration::from_secs_f64(secs)),
+            summary.path,
+            if summary.path == "relay" {
+                ", relayed through a TURN server"
+            } else {
+                ""
+            },
+        );
+        if summary.moved < summary.bytes {
+            eprintln!(
+                "  {} moved this run; the rest was already there",
+                HumanBytes(summary.moved)
+            );
+        }
+    }
+
+    pub fn abandon(&self) {
+        self.bar.abandon();
+    }
+}
+
+/// Closing figures, for people and for `--json`.
+pub struct Summary {
+    pub verb: &'static str,
+    pub files: usize,
+    pub bytes: u64,
+    pub moved: u64,
+    pub seconds: f64,
+    pub path: String,
+}

@@ -1,0 +1,391 @@
+//! `ferry receive`: join a ticket's room, check the offer, verify and write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use bytes::Bytes;
+use indicatif::HumanBytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Common, ReceiveArgs};
+use crate::files::{self, FilesError, PartFile};
+use crate::progress::{Progress, Summary};
+use crate::proto::{Control, EntryKind, Manifest, ProtoError, Receiver, ReceiverAction};
+use crate::session::{self, Interrupted, JsonSummary, UsageError};
+use crate::ticket::Ticket;
+use crate::transport::{Incoming, Link};
+
+/// Verified blocks queued for the disk writer (about this many MiB).
+const WRITE_QUEUE: usize = 8;
+
+pub async fn run(args: ReceiveArgs, common: Common) -> Result<()> {
+    let json = common.json;
+    let result = receive(args, common).await;
+    if json {
+        match &result {
+            Ok(summary) => summary.print(),
+            Err(e) => JsonSummary::failed(e).print(),
+        }
+    }
+    result.map(|_| ())
+}
+
+async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
+    let mut ticket: Ticket = args.ticket.parse()?;
+    if let Some(server) = &common.server {
+        ticket.servers.insert(0, server.clone());
+    }
+    let cancel = session::cancel_on_ctrl_c();
+    let ice = session::ice_servers(&common)?;
+    let wait = Duration::from_secs(args.timeout);
+    let connecting = session::connect(&ticket, ice, Some(wait), &cancel);
+    let link = tokio::time::timeout(wait, connecting).await.map_err(|_| {
+        anyhow!(
+            "could not reach the sender within {}s (--timeout)",
+            args.timeout
+        )
+    })??;
+    let path = link.path().await;
+    let progress = Progress::new("receiving", common.quiet);
+    progress.say(&format!("connected ({} path)", path.as_str()));
+    let opts = Options {
+        out: args.out.clone(),
+        force: args.force,
+        ask: !args.yes && std::io::stdin().is_terminal(),
+    };
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        opts,
+        progress,
+        roots: BTreeMap::new(),
+        manifest: None,
+        path: path.as_str().into(),
+    };
+    let mut core = Receiver::new();
+    let result = pump(&mut core, link, &mut ctx, &cancel).await;
+    if let Err(e) = result {
+        ctx.progress.abandon();
+        return Err(e);
+    }
+    let manifest = ctx.manifest.unwrap_or_default();
+    let summary = Summary {
+        verb: "received",
+        files: manifest.file_count(),
+        bytes: total_size(&manifest, &core),
+        moved: core.stats.bytes_received,
+        seconds: started.elapsed().as_secs_f64(),
+        path: ctx.path.clone(),
+    };
+    ctx.progress.finish(&summary);
+    Ok(JsonSummary {
+        ok: true,
+        error: None,
+        files: summary.files,
+        bytes: summary.bytes,
+        bytes_sent: None,
+        bytes_received: Some(summary.moved),
+        seconds: summary.seconds,
+        path: summary.path,
+        blake3: ctx.roots,
+    })
+}
+
+fn total_size(manifest: &Manifest, core: &Receiver) -> u64 {
+    // Streams of unknown length count what arrived.
+    let declared = manifest.total_bytes();
+    declared.max(core.stats.bytes_verified)
+}
+
+struct Options {
+    out: PathBuf,
+    force: bool,
+    ask: bool,
+}
+
+struct Ctx {
+    opts: Options,
+    progress: Progress,
+    roots: BTreeMap<String, String>,
+    manifest: Option<Manifest>,
+    path: String,
+}
+
+enum WriteCmd {
+    Dir {
+        rel: String,
+    },
+    Write {
+        file: u32,
+        rel: String,
+        offset: u64,
+        data: Bytes,
+    },
+    Finish {
+        file: u32,
+        rel: String,
+        size: u64,
+        mode: u32,
+    },
+}
+
+enum WriteEvent {
+    Finished(u32),
+    Failed(String),
+}
+
+async fn pump(
+    core: &mut Receiver,
+    mut link: Link,
+    ctx: &mut Ctx,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let (write_tx, write_rx) = mpsc::channel::<WriteCmd>(WRITE_QUEUE);
+    let (event_tx, mut events) = mpsc::unbounded_channel::<WriteEvent>();
+    let out = ctx.opts.out.clone();
+    let force = ctx.opts.force;
+    std::thread::spawn(move || write_files(&out, force, write_rx, event_tx));
+    let result: Result<()> = loop {
+        let mut finished = None;
+        while let Some(action) = core.poll_action() {
+            let step: Result<()> = match action {
+                ReceiverAction::SendControl(msg) => link.send_control(&msg.encode()).await,
+                ReceiverAction::Offer(manifest) => match decide(&manifest, ctx).await {
+                    Ok(()) => {
+                        let dirs: Vec<String> = manifest
+                            .entries
+                            .iter()
+                            .filter(|e| e.kind == EntryKind::Dir)
+                            .map(|e| e.path.clone())
+                            .collect();
+                        ctx.progress.start(manifest.total_bytes(), 0, &ctx.path);
+                        ctx.manifest = Some(manifest.clone());
+                        core.accept(manifest, Vec::new());
+                        let mut sent = Ok(());
+                        for rel in dirs {
+                            if write_tx.send(WriteCmd::Dir { rel }).await.is_err() {
+                                sent = Err(anyhow!("the disk writer stopped"));
+                                break;
+                            }
+                        }
+                        sent
+                    }
+                    Err(e) => {
+                        core.decline(&format!("{e:#}"));
+                        finished = Some(Err(e));
+                        Ok(())
+                    }
+                },
+                ReceiverAction::Write {
+                    file, offset, data, ..
+                } => {
+                    let rel = entry_path(ctx, file);
+                    ctx.progress.file(&rel);
+                    ctx.progress.advance(data.len() as u64);
+                    write_tx
+                        .send(WriteCmd::Write {
+                            file,
+                            rel,
+                            offset,
+                            data,
+                        })
+                        .await
+                        .map_err(|_| anyhow!("the disk writer stopped"))
+                }
+                ReceiverAction::Finish { file, size, root } => {
+                    let rel = entry_path(ctx, file);
+                    let mode = ctx
+                        .manifest
+                        .as_ref()
+                        .and_then(|m| m.entries.get(file as usize))
+                        .map_or(0, |e| e.mode);
+                    ctx.roots.insert(rel.clone(), root.to_hex().to_string());
+                    write_tx
+                        .send(WriteCmd::Finish {
+                            file,
+                            rel,
+                            size,
+                            mode,
+                        })
+                        .await
+                        .map_err(|_| anyhow!("the disk writer stopped"))
+                }
+                ReceiverAction::Finished => {
+                    finished = Some(Ok(()));
+                    Ok(())
+                }
+                ReceiverAction::Failed(e) => {
+                    // A decline already carries its own, better error.
+                    if finished.is_none() {
+                        finished = Some(Err(anyhow!(e)));
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = step {
+                core.abort(ProtoError::Local(format!("{e:#}")));
+            }
+        }
+        if let Some(done) = finished {
+            // Flush whatever the last actions queued (the cancel or done message).
+            while let Some(ReceiverAction::SendControl(msg)) = core.poll_action() {
+                let _ = link.send_control(&msg.encode()).await;
+            }
+            break done;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let reason = Control::Cancel { reason: "the receiver was interrupted".into() };
+                let _ = link.send_control(&reason.encode()).await;
+                break Err(Interrupted.into());
+            }
+            msg = link.recv() => match msg {
+                Incoming::Control(bytes) => match Control::decode(&bytes) {
+                    Ok(msg) => core.handle_control(msg),
+                    Err(e) => core.abort(ProtoError::Protocol(e.to_string())),
+                },
+                Incoming::Data(bytes) => core.handle_data(&bytes),
+                Incoming::Lost(reason) => break Err(anyhow!(
+                    "lost the sender: {reason}; the partial data is kept, so running the same command again resumes"
+                )),
+            },
+            Some(event) = events.recv() => match event {
+                WriteEvent::Finished(file) => core.file_finished(file),
+                WriteEvent::Failed(e) => core.abort(ProtoError::Local(e)),
+            },
+        }
+    };
+    drop(write_tx);
+    link.close(Duration::from_secs(2)).await;
+    result
+}
+
+fn entry_path(ctx: &Ctx, file: u32) -> String {
+    ctx.manifest
+        .as_ref()
+        .and_then(|m| m.entries.get(file as usize))
+        .map(|e| e.path.clone())
+        .unwrap_or_default()
+}
+
+/// Show the offer, check it fits and overwrites nothing, and ask if we may.
+async fn decide(manifest: &Manifest, ctx: &mut Ctx) -> Result<()> {
+    let files = manifest.file_count();
+    let dirs = manifest.entries.len() - files;
+    let mut lines = vec![format!(
+        "offered: {files} file{}, {dirs} folder{}, {}",
+        if files == 1 { "" } else { "s" },
+        if dirs == 1 { "" } else { "s" },
+        HumanBytes(manifest.total_bytes())
+    )];
+    for e in manifest
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .take(10)
+    {
+        let size = e
+            .size
+            .map_or("stream".to_string(), |s| HumanBytes(s).to_string());
+        lines.push(format!("  {} ({size})", e.path));
+    }
+    if files > 10 {
+        lines.push(format!("  ... and {} more", files - 10));
+    }
+    ctx.progress.say(&lines.join("\n"));
+
+    let out = ctx.opts.out.clone();
+    let force = ctx.opts.force;
+    let m = manifest.clone();
+    tokio::task::spawn_blocking(move || preflight(&out, &m, force)).await??;
+
+    if ctx.opts.ask {
+        let question = format!("Accept and save into {}? [Y/n] ", ctx.opts.out.display());
+        let answer = tokio::task::spawn_blocking(move || {
+            eprint!("{question}");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await??;
+        if matches!(answer.trim().to_lowercase().as_str(), "n" | "no") {
+            bail!(UsageError("declined".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Before a byte is written: every path is safe under `out`, nothing would
+/// be overwritten without --force, and the data fits on the disk.
+fn preflight(out: &Path, manifest: &Manifest, force: bool) -> Result<()> {
+    for e in &manifest.entries {
+        let target = files::safe_join(out, &e.path)?;
+        if e.kind == EntryKind::File && !force && target.symlink_metadata().is_ok() {
+            return Err(FilesError::Exists { path: target }.into());
+        }
+    }
+    let need = manifest.total_bytes();
+    let free = files::available_space(out)?;
+    if need > free {
+        bail!(
+            "not enough space in {}: the transfer needs {} and {} is free",
+            out.display(),
+            HumanBytes(need),
+            HumanBytes(free)
+        );
+    }
+    Ok(())
+}
+
+/// The disk writer: owns the partial files; commands arrive in order, so a
+/// file is finished only after all its writes.
+fn write_files(
+    out: &Path,
+    force: bool,
+    mut cmds: mpsc::Receiver<WriteCmd>,
+    events: mpsc::UnboundedSender<WriteEvent>,
+) {
+    let mut parts: HashMap<u32, PartFile> = HashMap::new();
+    while let Some(cmd) = cmds.blocking_recv() {
+        let result: Result<Option<u32>, FilesError> = match cmd {
+            WriteCmd::Dir { rel } => files::create_dir_safe(out, &rel).map(|_| None),
+            WriteCmd::Write {
+                file,
+                rel,
+                offset,
+                data,
+            } => {
+                let part = match parts.entry(file) {
+                    std::collections::hash_map::Entry::Occupied(o) => Ok(o.into_mut()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        PartFile::open(out, &rel, force).map(|p| v.insert(p))
+                    }
+                };
+                part.and_then(|p| p.write_at(offset, &data)).map(|()| None)
+            }
+            WriteCmd::Finish {
+                file,
+                rel,
+                size,
+                mode,
+            } => match parts.remove(&file) {
+                Some(mut part) => part
+                    .set_len(size)
+                    .and_then(|()| part.finish(mode, force))
+                    .map(|_| Some(file)),
+                None => files::create_empty_file(out, &rel, mode, force).map(|_| Some(file)),
+            },
+        };
+        let event = match result {
+            Ok(None) => continue,
+            Ok(Some(file)) => WriteEvent::Finished(file),
+            Err(e) => WriteEvent::Failed(e.to_string()),
+        };
+        let failed = matches!(event, WriteEvent::Failed(_));
+        if events.send(event).is_err() || failed {
+            return;
+        }
+    }
+}

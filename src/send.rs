@@ -1,0 +1,391 @@
+//! `ferry send`: offer files, print the ticket, stream verified blocks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Common, SendArgs};
+use crate::files::{self, SourceFile};
+use crate::progress::{Progress, Summary};
+use crate::proto::hash::{block_cv, single_block_root, Cv};
+use crate::proto::manifest::{validate_path, DEFAULT_BLOCK_SIZE};
+use crate::proto::sender::DEFAULT_WINDOW;
+use crate::proto::{
+    Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
+};
+use crate::session::{self, Interrupted, JsonSummary, UsageError};
+use crate::ticket::Ticket;
+use crate::transport::Incoming;
+
+/// Where each offered file's bytes come from.
+enum Source {
+    Path(PathBuf),
+    Stdin,
+    Dir,
+}
+
+struct ReadDone {
+    req: ReadRequest,
+    result: Result<(Bytes, Option<Cv>, Option<blake3::Hash>), files::FilesError>,
+}
+
+pub async fn run(args: SendArgs, common: Common) -> Result<()> {
+    let json = common.json;
+    let result = send(args, common).await;
+    if json {
+        match &result {
+            Ok(summary) => summary.print(),
+            Err(e) => JsonSummary::failed(e).print(),
+        }
+    }
+    result.map(|_| ())
+}
+
+async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
+    let cancel = session::cancel_on_ctrl_c();
+    let ice = session::ice_servers(&common)?;
+    let (manifest, sources) = build_offer(&args).await?;
+
+    // Rendezvous: the user's, or our own on --bind.
+    let servers = match &common.server {
+        Some(url) => vec![url.clone()],
+        None => {
+            let listener = tokio::net::TcpListener::bind(args.bind)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} for the built-in rendezvous (--bind)",
+                        args.bind
+                    )
+                })?;
+            let bound = listener.local_addr()?;
+            let shutdown = cancel.child_token();
+            tokio::spawn(async move {
+                let stop = shutdown.clone();
+                if let Err(e) = crate::rendezvous::run(
+                    listener,
+                    crate::rendezvous::Config::default(),
+                    stop.cancelled_owned(),
+                )
+                .await
+                {
+                    tracing::warn!("built-in rendezvous stopped: {e:#}");
+                }
+            });
+            crate::net::reachable_urls("ws", bound)
+        }
+    };
+    let ticket = Ticket::generate(servers.clone());
+    announce(&ticket, &servers, common.quiet);
+
+    let mut progress = Progress::new("sending", common.quiet);
+    progress.say("waiting for the receiver...");
+    let wait = args.timeout.map(Duration::from_secs);
+    let link = session::connect(&ticket, ice, wait, &cancel).await?;
+    let path = link.path().await;
+    progress.say(&format!("connected ({} path)", path.as_str()));
+
+    let files = manifest.file_count();
+    let total = manifest.total_bytes();
+    let names: Vec<String> = manifest.entries.iter().map(|e| e.path.clone()).collect();
+    let mut core = Sender::new(manifest, DEFAULT_WINDOW);
+    let started = Instant::now();
+    progress.start(total, 0, path.as_str());
+    let outcome = pump(&mut core, link, sources, &names, &mut progress, &cancel).await;
+    let (roots, sizes) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            progress.abandon();
+            return Err(e);
+        }
+    };
+    let summary = Summary {
+        verb: "sent",
+        files,
+        bytes: sizes,
+        moved: core.stats.bytes_queued,
+        seconds: started.elapsed().as_secs_f64(),
+        path: path.as_str().into(),
+    };
+    progress.finish(&summary);
+    Ok(JsonSummary {
+        ok: true,
+        error: None,
+        files,
+        bytes: summary.bytes,
+        bytes_sent: Some(summary.moved),
+        bytes_received: None,
+        seconds: summary.seconds,
+        path: summary.path,
+        blake3: roots,
+    })
+}
+
+/// Print the ticket as the first line of stdout, and the link on stderr.
+fn announce(ticket: &Ticket, servers: &[String], quiet: bool) {
+    let text = ticket.to_string();
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+    if quiet {
+        return;
+    }
+    eprintln!("On the other machine, run:\n\n    ferry receive {text}\n");
+    if let Some(http) = servers.first().and_then(|s| s.strip_prefix("ws://")) {
+        let link = format!("http://{http}/#{text}");
+        eprintln!("or open in a browser:\n\n    {link}\n");
+        if std::io::stderr().is_terminal() {
+            if let Ok(code) = qrcode::QrCode::new(link.as_bytes()) {
+                let art = code
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build();
+                eprintln!("{art}");
+            }
+        }
+    }
+}
+
+async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
+    let stdin_count = args.paths.iter().filter(|p| p.as_os_str() == "-").count();
+    if stdin_count > 1 {
+        return Err(UsageError("`-` (standard input) can be given only once".into()).into());
+    }
+    let mut entries = Vec::new();
+    let mut sources = Vec::new();
+    if stdin_count == 1 {
+        let name = args.name.clone().ok_or_else(|| {
+            UsageError("sending `-` (standard input) needs --name NAME for the receiver".into())
+        })?;
+        validate_path(&name).map_err(|e| UsageError(format!("--name: {e}")))?;
+        entries.push(Entry {
+            path: name,
+            kind: EntryKind::File,
+            size: None,
+            mode: 0o644,
+        });
+        sources.push(Source::Stdin);
+    }
+    let paths: Vec<PathBuf> = args
+        .paths
+        .iter()
+        .filter(|p| p.as_os_str() != "-")
+        .cloned()
+        .collect();
+    if !paths.is_empty() {
+        let walked = tokio::task::spawn_blocking(move || files::walk_sources(&paths)).await??;
+        for e in walked {
+            let kind = match e.kind {
+                files::EntryKind::File => EntryKind::File,
+                files::EntryKind::Dir => EntryKind::Dir,
+            };
+            entries.push(Entry {
+                path: e.rel_path,
+                kind,
+                size: (kind == EntryKind::File).then_some(e.size),
+                mode: e.mode,
+            });
+            sources.push(if kind == EntryKind::File {
+                Source::Path(e.abs_path)
+            } else {
+                Source::Dir
+            });
+        }
+    }
+    let manifest = Manifest {
+        block_size: DEFAULT_BLOCK_SIZE,
+        entries,
+    };
+    manifest
+        .validate()
+        .map_err(|e| UsageError(format!("cannot offer these paths: {e}")))?;
+    Ok((manifest, sources))
+}
+
+/// Drive the protocol core until the receiver confirms everything.
+/// Returns the BLAKE3 of each file and the total bytes.
+async fn pump(
+    core: &mut Sender,
+    mut link: crate::transport::Link,
+    sources: Vec<Source>,
+    names: &[String],
+    progress: &mut Progress,
+    cancel: &CancellationToken,
+) -> Result<(BTreeMap<String, String>, u64)> {
+    let (read_tx, mut read_rx) = mpsc::unbounded_channel::<ReadDone>();
+    let (data_tx, data_rx) = mpsc::channel::<DataItem>(2);
+    let mut writer = tokio::spawn(write_data(link.data_sender(), data_rx));
+    let mut open: HashMap<u32, Arc<SourceFile>> = HashMap::new();
+    let stdin = sources
+        .iter()
+        .any(|s| matches!(s, Source::Stdin))
+        .then(|| StdinReader::new(read_tx.clone()));
+    let mut roots = BTreeMap::new();
+    let mut total = 0u64;
+    let result: Result<()> = loop {
+        let mut finished = None;
+        while let Some(action) = core.poll_action() {
+            match action {
+                SenderAction::SendControl(msg) => {
+                    if let Err(e) = link.send_control(&msg.encode()).await {
+                        finished = Some(Err(e));
+                        break;
+                    }
+                }
+                SenderAction::Read(req) => match &sources[req.file as usize] {
+                    Source::Stdin => match &stdin {
+                        Some(stdin) => stdin.read(req),
+                        None => {
+                            core.read_failed(ProtoError::Local("internal: no stdin reader".into()))
+                        }
+                    },
+                    Source::Path(path) => {
+                        let file = match open.get(&req.file) {
+                            Some(f) => Ok(f.clone()),
+                            None => SourceFile::open(path).map(Arc::new),
+                        };
+                        let tx = read_tx.clone();
+                        match file {
+                            Ok(file) => {
+                                open.insert(req.file, file.clone());
+                                tokio::task::spawn_blocking(move || {
+                                    let result = file
+                                        .read_at(req.offset, req.len as usize)
+                                        .map(|data| hash(&req, data));
+                                    let _ = tx.send(ReadDone { req, result });
+                                });
+                            }
+                            Err(e) => core.read_failed(ProtoError::Local(e.to_string())),
+                        }
+                    }
+                    Source::Dir => {
+                        core.read_failed(ProtoError::Local("internal: read of a folder".into()))
+                    }
+                },
+                SenderAction::Finished => finished = Some(Ok(())),
+                SenderAction::Failed(e) => finished = Some(Err(anyhow!(e))),
+            }
+        }
+        if let Some(done) = finished {
+            break done;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let reason = Control::Cancel { reason: "the sender was interrupted".into() };
+                let _ = link.send_control(&reason.encode()).await;
+                break Err(Interrupted.into());
+            }
+            msg = link.recv() => match msg {
+                Incoming::Control(bytes) => match Control::decode(&bytes) {
+                    Ok(msg) => core.handle_control(msg),
+                    Err(e) => core.abort(ProtoError::Protocol(e.to_string())),
+                },
+                Incoming::Data(_) => core.abort(ProtoError::Protocol("the receiver sent data".into())),
+                Incoming::Lost(reason) => break Err(anyhow!("lost the receiver: {reason}")),
+            },
+            Some(done) = read_rx.recv() => match done.result {
+                Ok((data, cv, root)) => core.block_read(&done.req, data, cv, root),
+                Err(e) => core.read_failed(ProtoError::Local(e.to_string())),
+            },
+            permit = data_tx.reserve(), if core.has_data() => {
+                let Ok(permit) = permit else { break Err(anyhow!("the data channel closed")) };
+                if let Some(item) = core.poll_data() {
+                    match &item {
+                        DataItem::Block { file, data, .. } => {
+                            progress.file(&names[*file as usize]);
+                            progress.advance(data.len() as u64);
+                        }
+                        DataItem::FileEnd { file, size, root } => {
+                            open.remove(file);
+                            total += size;
+                            roots.insert(names[*file as usize].clone(), data_encoding::HEXLOWER.encode(root));
+                        }
+                    }
+                    permit.send(item);
+                }
+            }
+            res = &mut writer => break Err(match res {
+                Ok(Err(e)) => e,
+                _ => anyhow!("the data writer stopped"),
+            }),
+        }
+    };
+    drop(data_tx);
+    writer.abort();
+    // Either way the peer should get our last words before the link closes.
+    link.close(Duration::from_secs(2)).await;
+    result.map(|()| (roots, total))
+}
+
+fn hash(req: &ReadRequest, data: Bytes) -> (Bytes, Option<Cv>, Option<blake3::Hash>) {
+    let cv = (!data.is_empty()).then(|| block_cv(req.offset, &data));
+    let root = (req.block == 0).then(|| single_block_root(&data));
+    (data, cv, root)
+}
+
+/// Puts data items on the channel in order; `send` waits on back-pressure.
+async fn write_data(
+    channel: crate::transport::DataSender,
+    mut items: mpsc::Receiver<DataItem>,
+) -> Result<()> {
+    while let Some(item) = items.recv().await {
+        for msg in item.messages() {
+            channel.send(msg).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Standard input, read block by block on a thread of its own (reads of a
+/// pipe block and can't be positioned).
+struct StdinReader {
+    requests: std::sync::mpsc::Sender<ReadRequest>,
+}
+
+impl StdinReader {
+    fn new(done: mpsc::UnboundedSender<ReadDone>) -> StdinReader {
+        let (requests, rx) = std::sync::mpsc::channel::<ReadRequest>();
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            while let Ok(req) = rx.recv() {
+                let mut buf = BytesMut::zeroed(req.len as usize);
+                let mut filled = 0;
+                let result = loop {
+                    if filled == buf.len() {
+                        break Ok(());
+                    }
+                    match stdin.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                let result =
+                    result
+                        .map(|()| hash(&req, buf.freeze()))
+                        .map_err(|e| files::FilesError::Io {
+                            action: "reading",
+                            path: "standard input".into(),
+                            source: e,
+                        });
+                if done.send(ReadDone { req, result }).is_err() {
+                    return;
+                }
+            }
+        });
+        StdinReader { requests }
+    }
+
+    fn read(&self, req: ReadRequest) {
+        let _ = self.requests.send(req);
+    }
+}

@@ -1,0 +1,209 @@
+//! What `send` and `receive` share: meeting the peer through the rendezvous,
+//! opening the WebRTC link, the one cancellation path, and the JSON summary.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Common;
+use crate::signal::{Position, SignalClient, SignalMessage};
+use crate::ticket::Ticket;
+use crate::transport::{IceServer, Link, Transport, TransportConfig};
+
+/// Time allowed from "the peer is there" to "both channels are open".
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Ctrl-C, or the user interrupting otherwise: exit code 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// A mistake in what the user typed: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// One token for every way a transfer stops early; Ctrl-C cancels it.
+pub fn cancel_on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            child.cancel();
+        }
+    });
+    token
+}
+
+/// ICE servers from `--stun` / `--turn`. A TURN URL may carry its
+/// credentials as `turn:USER:PASS@host:port`.
+pub fn ice_servers(common: &Common) -> Result<Vec<IceServer>> {
+    let mut out = Vec::new();
+    for url in &common.stun {
+        if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+            return Err(
+                UsageError(format!("--stun {url:?} must start with stun: or stuns:")).into(),
+            );
+        }
+        out.push(IceServer {
+            urls: vec![url.clone()],
+            ..Default::default()
+        });
+    }
+    for url in &common.turn {
+        let (scheme, rest) = url
+            .split_once(':')
+            .filter(|(s, _)| *s == "turn" || *s == "turns")
+            .ok_or_else(|| UsageError(format!("--turn {url:?} must start with turn: or turns:")))?;
+        let (creds, host) = match rest.rsplit_once('@') {
+            Some((creds, host)) => (Some(creds), host),
+            None => (None, rest),
+        };
+        let (username, credential) = match creds.map(|c| c.split_once(':')) {
+            Some(Some((u, p))) => (Some(u.to_string()), Some(p.to_string())),
+            Some(None) => {
+                return Err(UsageError(format!(
+                    "--turn {url:?}: write credentials as USER:PASS@host"
+                ))
+                .into())
+            }
+            None => (None, None),
+        };
+        out.push(IceServer {
+            urls: vec![format!("{scheme}:{host}")],
+            username,
+            credential,
+        });
+    }
+    Ok(out)
+}
+
+/// Join the ticket's room and open a WebRTC link to whoever else is in it.
+/// `wait_for_peer` bounds how long to wait for the other side to show up.
+pub async fn connect(
+    ticket: &Ticket,
+    extra_ice: Vec<IceServer>,
+    wait_for_peer: Option<Duration>,
+    cancel: &CancellationToken,
+) -> Result<Link> {
+    let work = async {
+        let mut signal = SignalClient::connect(ticket).await?;
+        let waiting = signal.wait_for_peer();
+        match wait_for_peer {
+            Some(limit) => tokio::time::timeout(limit, waiting).await.map_err(|_| {
+                anyhow!(
+                    "no peer joined within {}s (--timeout); nobody used the ticket",
+                    limit.as_secs()
+                )
+            })??,
+            None => waiting.await?,
+        }
+        let mut ice = extra_ice;
+        ice.extend(signal.ice_servers().iter().cloned());
+        let negotiate = async {
+            let mut transport = Transport::new(&TransportConfig { ice_servers: ice }).await?;
+            match signal.position() {
+                // The second to arrive makes the offer: the first is already listening.
+                Position::Second => {
+                    let sdp = transport.create_offer().await?;
+                    signal
+                        .send(&SignalMessage::Description {
+                            sdp_type: "offer".into(),
+                            sdp,
+                        })
+                        .await?;
+                    let answer = expect_description(&mut signal, "answer").await?;
+                    transport.accept_answer(answer).await?;
+                }
+                Position::First => {
+                    let offer = expect_description(&mut signal, "offer").await?;
+                    let sdp = transport.accept_offer(offer).await?;
+                    signal
+                        .send(&SignalMessage::Description {
+                            sdp_type: "answer".into(),
+                            sdp,
+                        })
+                        .await?;
+                }
+            }
+            transport.open(CONNECT_TIMEOUT).await
+        };
+        let link = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), negotiate)
+            .await
+            .map_err(|_| anyhow!("timed out connecting to the peer"))??;
+        signal.close().await;
+        Ok::<Link, anyhow::Error>(link)
+    };
+    tokio::select! {
+        link = work => link,
+        _ = cancel.cancelled() => Err(Interrupted.into()),
+    }
+}
+
+async fn expect_description(signal: &mut SignalClient, want: &str) -> Result<String> {
+    loop {
+        match signal.recv().await.context("signaling")? {
+            SignalMessage::Description { sdp_type, sdp } if sdp_type == want => return Ok(sdp),
+            SignalMessage::Description { sdp_type, .. } => {
+                bail!("the peer sent an {sdp_type} where an {want} was expected")
+            }
+            SignalMessage::Bye { reason } => bail!("the peer left: {reason}"),
+            // Candidates travel inside the descriptions; ignore trickled extras.
+            SignalMessage::Candidate { .. } => {}
+        }
+    }
+}
+
+/// The `--json` summary object (see the CLI contract in the README).
+#[derive(serde::Serialize)]
+pub struct JsonSummary {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub files: usize,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_received: Option<u64>,
+    pub seconds: f64,
+    pub path: String,
+    pub blake3: BTreeMap<String, String>,
+}
+
+impl JsonSummary {
+    pub fn failed(error: &anyhow::Error) -> JsonSummary {
+        JsonSummary {
+            ok: false,
+            error: Some(format!("{error:#}")),
+            files: 0,
+            bytes: 0,
+            bytes_sent: None,
+            bytes_received: None,
+            seconds: 0.0,
+            path: "unknown".into(),
+            blake3: BTreeMap::new(),
+        }
+    }
+
+    pub fn print(&self) {
+        if let Ok(line) = serde_json::to_string(self) {
+            println!("{line}");
+        }
+    }
+}
+
+/// Exit code for an error that ended a command.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<Interrupted>().is_some() {
+        130
+    } else if err.downcast_ref::<UsageError>().is_some()
+        || err.downcast_ref::<crate::ticket::TicketError>().is_some()
+    {
+        2
+    } else {
+        1
+    }
+}

@@ -1,0 +1,223 @@
+//! End-to-end transfers between two real `ferry` processes on loopback.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const MIB: usize = 1 << 20;
+
+/// The tree the core issue asks for: nested folders, an empty folder, an
+/// empty file, exactly one block, one block plus one byte, a large random
+/// file, non-ASCII names.
+fn make_tree(root: &Path, big: usize) {
+    write(&root.join("tree/a/b/deep.txt"), b"deep in the tree\n");
+    std::fs::create_dir_all(root.join("tree/empty-folder")).unwrap();
+    write(&root.join("tree/empty.bin"), b"");
+    write(&root.join("tree/one-block.bin"), &random_bytes(MIB, 1));
+    write(
+        &root.join("tree/block-plus-one.bin"),
+        &random_bytes(MIB + 1, 2),
+    );
+    write(&root.join("tree/big.bin"), &random_bytes(big, 3));
+    write(&root.join("tree/é/ü ñ.txt"), "grüße\n".as_bytes());
+    write(&root.join("tree/日本語.txt"), "こんにちは\n".as_bytes());
+}
+
+fn check_json_hashes(json: &serde_json::Value, src_root: &Path) {
+    assert_eq!(json["ok"], true);
+    let hashes = json["blake3"].as_object().expect("blake3 map");
+    assert_eq!(hashes.len(), 7, "{hashes:?}");
+    for (rel, hex) in hashes {
+        assert_eq!(hex.as_str().unwrap(), b3(&src_root.join(rel)), "{rel}");
+    }
+}
+
+fn tree_transfer(server: Option<&str>) {
+    let src = tempdir();
+    let dst = tempdir();
+    make_tree(src.path(), 200 * MIB);
+    let tree = src.path().join("tree");
+    let mut args = vec![path_str(&tree), "--json"];
+    if let Some(url) = server {
+        args.extend(["--server", url]);
+    }
+    let sender = send(&args, None);
+    assert!(
+        sender.ticket.starts_with("ferry"),
+        "ticket: {:?}",
+        sender.ticket
+    );
+    let recv = receive(
+        &sender.ticket,
+        &["--out", path_str(dst.path()), "--json", "--yes"],
+    );
+    let sent = sender.wait();
+    assert!(recv.status.success(), "receive failed: {}", recv.stderr);
+    assert!(sent.status.success(), "send failed: {}", sent.stderr);
+    assert_same_tree(src.path(), dst.path());
+    let rj = recv.json();
+    check_json_hashes(&rj, src.path());
+    check_json_hashes(&sent.json(), src.path());
+    let total = (200 * MIB + 2 * MIB + 1 + 17 + "grüße\n".len() + "こんにちは\n".len()) as u64;
+    assert_eq!(rj["bytes"], total);
+    assert_eq!(rj["bytes_received"], total);
+    assert_eq!(rj["files"], 7);
+    assert_eq!(rj["path"], "direct");
+}
+
+#[test]
+fn folder_tree_with_embedded_rendezvous() {
+    tree_transfer(None);
+}
+
+#[test]
+fn folder_tree_through_ferry_serve() {
+    let server = serve();
+    tree_transfer(Some(&server.url));
+}
+
+#[test]
+fn stdin_to_a_named_file() {
+    let dst = tempdir();
+    let data = random_bytes(3 * MIB + 12345, 7);
+    let sender = send(&["-", "--name", "from-stdin.bin"], Some(data.clone()));
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path()), "--json"]);
+    let sent = sender.wait();
+    assert!(recv.status.success(), "{}", recv.stderr);
+    assert!(sent.status.success(), "{}", sent.stderr);
+    assert_eq!(
+        std::fs::read(dst.path().join("from-stdin.bin")).unwrap(),
+        data
+    );
+    assert_eq!(
+        recv.json()["blake3"]["from-stdin.bin"],
+        blake3::hash(&data).to_hex().as_str()
+    );
+}
+
+#[test]
+fn stdin_needs_a_name() {
+    let out = ferry().args(["send", "-"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
+}
+
+#[test]
+fn existing_file_is_kept_without_force_and_replaced_with_it() {
+    let src = tempdir();
+    let dst = tempdir();
+    write(&src.path().join("note.txt"), b"new content");
+    write(&dst.path().join("note.txt"), b"precious old content");
+    let file = src.path().join("note.txt");
+
+    let sender = send(&[path_str(&file)], None);
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path())]);
+    let sent = sender.wait();
+    assert!(!recv.status.success());
+    assert!(
+        recv.stderr.contains("already exists") && recv.stderr.contains("--force"),
+        "{}",
+        recv.stderr
+    );
+    assert!(!sent.status.success(), "the sender must not report success");
+    assert_eq!(
+        std::fs::read(dst.path().join("note.txt")).unwrap(),
+        b"precious old content"
+    );
+
+    let sender = send(&[path_str(&file)], None);
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path()), "--force"]);
+    assert!(recv.status.success(), "{}", recv.stderr);
+    assert!(sender.wait().status.success());
+    assert_eq!(
+        std::fs::read(dst.path().join("note.txt")).unwrap(),
+        b"new content"
+    );
+}
+
+#[test]
+fn sender_killed_mid_transfer() {
+    let src = tempdir();
+    let dst = tempdir();
+    write(&src.path().join("big.bin"), &random_bytes(400 * MIB, 11));
+    let file = src.path().join("big.bin");
+    let sender = send(&[path_str(&file)], None);
+    let ticket = sender.ticket.clone();
+    let out_dir = dst.path().to_path_buf();
+    let recv = std::thread::spawn(move || receive(&ticket, &["--out", path_str(&out_dir)]));
+    // Kill once some data has landed in the partial file.
+    let part = dst.path().join(".big.bin.ferry-part");
+    for _ in 0..3000 {
+        if part
+            .metadata()
+            .map(|m| m.len() > 20 * MIB as u64)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = sender.kill();
+    let recv = recv.join().unwrap();
+    assert!(!recv.status.success());
+    assert_eq!(recv.status.code(), Some(1));
+    assert!(recv.stderr.contains("lost the sender"), "{}", recv.stderr);
+    assert!(
+        !dst.path().join("big.bin").exists(),
+        "no complete-looking file"
+    );
+}
+
+#[test]
+fn bad_tickets_are_clear_errors() {
+    for (ticket, needle) in [
+        ("hello", "ferry"),
+        ("ferryzzzz!", "ticket"),
+        ("ferryaaaa", "ticket"),
+    ] {
+        let out = receive(ticket, &[]);
+        assert_eq!(out.status.code(), Some(2), "{ticket}: {}", out.stderr);
+        assert!(
+            out.stderr.to_lowercase().contains(needle),
+            "{ticket}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr.trim().lines().count(),
+            1,
+            "one line: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    let port = free_port(); // nothing listens there
+    let src = tempdir();
+    write(&src.path().join("x"), b"x");
+    let out = ferry()
+        .args([
+            "send",
+            path_str(&src.path().join("x")),
+            "--server",
+            &format!("ws://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rendezvous"), "{err}");
+}
+
+#[test]
+fn nobody_comes_within_timeout() {
+    let src = tempdir();
+    write(&src.path().join("x"), b"x");
+    let sender = send(&[path_str(&src.path().join("x")), "--timeout", "1"], None);
+    let out = sender.wait();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("--timeout"), "{}", out.stderr);
+}
