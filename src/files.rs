@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::proto::manifest::{validate_path, UnsafePath, MAX_COMPONENT_BYTES};
 #[cfg(test)]
 use crate::proto::manifest::MAX_PATH_BYTES;
+use crate::proto::manifest::{validate_path, UnsafePath, MAX_COMPONENT_BYTES};
 
 /// Suffix of the hidden file that holds data until its hash is verified.
 pub const PART_SUFFIX: &str = ".ferry-part";
