@@ -84,7 +84,7 @@ pub enum FilesError {
     },
 }
 
-fn io_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
+pub(crate) fn io_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
     FilesError::Io {
         action,
         path: path.to_path_buf(),
@@ -93,7 +93,7 @@ fn io_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
 }
 
 /// Like [`io_err`], but a full disk (or quota) gets its own clear error.
-fn write_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
+pub(crate) fn write_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
     match source.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => FilesError::DiskFull {
             path: path.to_path_buf(),
@@ -452,6 +452,18 @@ fn check_target(target: &Path, force: bool) -> Result<(), FilesError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err("cannot inspect", target, e)),
     }
+}
+
+/// Where the partial file for `rel` under `out` is (or would be), checked
+/// for safety like [`safe_join`]; creates nothing.
+pub fn part_path_for(out: &Path, rel: &str) -> Result<PathBuf, FilesError> {
+    let target = safe_join(out, rel)?;
+    let name = validate_rel_path(rel)?
+        .last()
+        .copied()
+        .unwrap_or_default()
+        .to_owned();
+    Ok(target.with_file_name(part_file_name(&name)))
 }
 
 /// Name of the partial file for `name`. Stays within NAME_MAX: a long name

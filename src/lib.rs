@@ -10,6 +10,7 @@ pub mod progress;
 pub mod proto;
 pub mod receive;
 pub mod rendezvous;
+pub mod resume;
 pub mod send;
 pub mod serve;
 pub mod session;

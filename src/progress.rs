@@ -51,7 +51,12 @@ impl Progress {
         self.bar.set_position(already);
         self.bar.reset_eta();
         self.started = Instant::now();
-        if already > 0 {
+        if already > 0 && already >= total {
+            self.say(&format!(
+                "all {} is already here and re-verified; confirming with the sender",
+                HumanBytes(total)
+            ));
+        } else if already > 0 {
             self.say(&format!(
                 "resuming from {} of {}",
                 HumanBytes(already),
@@ -99,9 +104,13 @@ impl Progress {
                 ""
             },
         );
-        if summary.moved < summary.bytes {
+        if summary.moved == 0 && summary.bytes > 0 {
             eprintln!(
-                "  {} moved this run; the rest was already there",
+                "  nothing needed to move: it was all already there, verified block by block"
+            );
+        } else if summary.moved < summary.bytes {
+            eprintln!(
+                "  {} moved this run; the rest was already there, verified",
                 HumanBytes(summary.moved)
             );
         }

@@ -1,6 +1,6 @@
 //! `ferry receive`: join a ticket's room, check the offer, verify and write.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Common, ReceiveArgs};
 use crate::files::{self, FilesError, PartFile};
 use crate::progress::{Progress, Summary};
-use crate::proto::{Control, EntryKind, Manifest, ProtoError, Receiver, ReceiverAction};
+use crate::proto::hash::Cv;
+use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
+use crate::resume::{self, StateLog};
 use crate::session::{self, Interrupted, JsonSummary, UsageError};
 use crate::ticket::Ticket;
 use crate::transport::{Incoming, Link};
@@ -63,6 +65,7 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         progress,
         roots: BTreeMap::new(),
         manifest: None,
+        locked: HashSet::new(),
         path: path.as_str().into(),
     };
     let mut core = Receiver::new();
@@ -111,17 +114,24 @@ struct Ctx {
     progress: Progress,
     roots: BTreeMap<String, String>,
     manifest: Option<Manifest>,
+    locked: HashSet<u32>,
     path: String,
 }
 
 enum WriteCmd {
+    /// The offer's block size, for the resume state logs.
+    Begin {
+        block_size: u32,
+    },
     Dir {
         rel: String,
     },
     Write {
         file: u32,
         rel: String,
+        block: u64,
         offset: u64,
+        cv: Cv,
         data: Bytes,
     },
     Finish {
@@ -154,25 +164,7 @@ async fn pump(
             let step: Result<()> = match action {
                 ReceiverAction::SendControl(msg) => link.send_control(&msg.encode()).await,
                 ReceiverAction::Offer(manifest) => match decide(&manifest, ctx).await {
-                    Ok(()) => {
-                        let dirs: Vec<String> = manifest
-                            .entries
-                            .iter()
-                            .filter(|e| e.kind == EntryKind::Dir)
-                            .map(|e| e.path.clone())
-                            .collect();
-                        ctx.progress.start(manifest.total_bytes(), 0, &ctx.path);
-                        ctx.manifest = Some(manifest.clone());
-                        core.accept(manifest, Vec::new());
-                        let mut sent = Ok(());
-                        for rel in dirs {
-                            if write_tx.send(WriteCmd::Dir { rel }).await.is_err() {
-                                sent = Err(anyhow!("the disk writer stopped"));
-                                break;
-                            }
-                        }
-                        sent
-                    }
+                    Ok(plan) => start(core, ctx, manifest, plan, &write_tx).await,
                     Err(e) => {
                         core.decline(&format!("{e:#}"));
                         finished = Some(Err(e));
@@ -180,20 +172,35 @@ async fn pump(
                     }
                 },
                 ReceiverAction::Write {
-                    file, offset, data, ..
+                    file,
+                    block,
+                    offset,
+                    cv,
+                    data,
                 } => {
                     let rel = entry_path(ctx, file);
-                    ctx.progress.file(&rel);
-                    ctx.progress.advance(data.len() as u64);
-                    write_tx
-                        .send(WriteCmd::Write {
+                    if ctx.locked.contains(&file) {
+                        let path = ctx.opts.out.join(&rel);
+                        Err(anyhow!(
+                            "{} already exists with different content; use --force to replace it",
+                            path.display()
+                        ))
+                    } else {
+                        ctx.progress.file(&rel);
+                        ctx.progress.advance(data.len() as u64);
+                        let cmd = WriteCmd::Write {
                             file,
                             rel,
+                            block,
                             offset,
+                            cv,
                             data,
-                        })
-                        .await
-                        .map_err(|_| anyhow!("the disk writer stopped"))
+                        };
+                        write_tx
+                            .send(cmd)
+                            .await
+                            .map_err(|_| anyhow!("the disk writer stopped"))
+                    }
                 }
                 ReceiverAction::Finish { file, size, root } => {
                     let rel = entry_path(ctx, file);
@@ -203,15 +210,22 @@ async fn pump(
                         .and_then(|m| m.entries.get(file as usize))
                         .map_or(0, |e| e.mode);
                     ctx.roots.insert(rel.clone(), root.to_hex().to_string());
-                    write_tx
-                        .send(WriteCmd::Finish {
+                    if ctx.locked.contains(&file) {
+                        // Already in place, and every block of it matched.
+                        core.file_finished(file);
+                        Ok(())
+                    } else {
+                        let cmd = WriteCmd::Finish {
                             file,
                             rel,
                             size,
                             mode,
-                        })
-                        .await
-                        .map_err(|_| anyhow!("the disk writer stopped"))
+                        };
+                        write_tx
+                            .send(cmd)
+                            .await
+                            .map_err(|_| anyhow!("the disk writer stopped"))
+                    }
                 }
                 ReceiverAction::Finished => {
                     finished = Some(Ok(()));
@@ -263,6 +277,42 @@ async fn pump(
     result
 }
 
+/// The offer is accepted: tell the core what is already here and the disk
+/// writer what to set up.
+async fn start(
+    core: &mut Receiver,
+    ctx: &mut Ctx,
+    manifest: Manifest,
+    plan: Plan,
+    write_tx: &mpsc::Sender<WriteCmd>,
+) -> Result<()> {
+    let mut cmds = vec![WriteCmd::Begin {
+        block_size: manifest.block_size,
+    }];
+    cmds.extend(
+        manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map(|e| WriteCmd::Dir {
+                rel: e.path.clone(),
+            }),
+    );
+    ctx.manifest = Some(manifest.clone());
+    ctx.locked = plan.locked;
+    let total = manifest.total_bytes();
+    core.accept(manifest, plan.held);
+    ctx.progress
+        .start(total, core.stats.bytes_resumed, &ctx.path);
+    for cmd in cmds {
+        write_tx
+            .send(cmd)
+            .await
+            .map_err(|_| anyhow!("the disk writer stopped"))?;
+    }
+    Ok(())
+}
+
 fn entry_path(ctx: &Ctx, file: u32) -> String {
     ctx.manifest
         .as_ref()
@@ -272,7 +322,7 @@ fn entry_path(ctx: &Ctx, file: u32) -> String {
 }
 
 /// Show the offer, check it fits and overwrites nothing, and ask if we may.
-async fn decide(manifest: &Manifest, ctx: &mut Ctx) -> Result<()> {
+async fn decide(manifest: &Manifest, ctx: &mut Ctx) -> Result<Plan> {
     let files = manifest.file_count();
     let dirs = manifest.entries.len() - files;
     let mut lines = vec![format!(
@@ -300,7 +350,7 @@ async fn decide(manifest: &Manifest, ctx: &mut Ctx) -> Result<()> {
     let out = ctx.opts.out.clone();
     let force = ctx.opts.force;
     let m = manifest.clone();
-    tokio::task::spawn_blocking(move || preflight(&out, &m, force)).await??;
+    let plan = tokio::task::spawn_blocking(move || preflight(&out, &m, force)).await??;
 
     if ctx.opts.ask {
         let question = format!("Accept and save into {}? [Y/n] ", ctx.opts.out.display());
@@ -314,56 +364,106 @@ async fn decide(manifest: &Manifest, ctx: &mut Ctx) -> Result<()> {
             bail!(UsageError("declined".into()));
         }
     }
-    Ok(())
+    Ok(plan)
+}
+
+/// What the disk already holds for an offer.
+#[derive(Default)]
+struct Plan {
+    held: Vec<(u32, Held)>,
+    /// Files whose complete target already exists: they must match, block
+    /// for block, or the transfer fails (never overwritten without --force).
+    locked: HashSet<u32>,
 }
 
 /// Before a byte is written: every path is safe under `out`, nothing would
-/// be overwritten without --force, and the data fits on the disk.
-fn preflight(out: &Path, manifest: &Manifest, force: bool) -> Result<()> {
-    for e in &manifest.entries {
+/// be overwritten without --force, what is already here (an earlier run's
+/// partial files, or complete files) is re-verified, and the rest fits on
+/// the disk.
+fn preflight(out: &Path, manifest: &Manifest, force: bool) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let mut have_bytes = 0u64;
+    for (i, e) in manifest.entries.iter().enumerate() {
         let target = files::safe_join(out, &e.path)?;
-        if e.kind == EntryKind::File && !force && target.symlink_metadata().is_ok() {
-            return Err(FilesError::Exists { path: target }.into());
+        let (EntryKind::File, Some(size)) = (e.kind, e.size) else {
+            continue;
+        };
+        let existing = target.symlink_metadata().ok();
+        let held = match existing {
+            Some(meta) if !force => {
+                if !meta.is_file() || meta.len() != size {
+                    return Err(FilesError::Exists { path: target }.into());
+                }
+                plan.locked.insert(i as u32);
+                resume::held_in_file(&target, size, manifest.block_size)?
+            }
+            _ => resume::held_in_part(out, &e.path, size, manifest.block_size)?,
+        };
+        have_bytes += held
+            .blocks
+            .iter()
+            .map(|(b, _)| {
+                (size - b * u64::from(manifest.block_size)).min(u64::from(manifest.block_size))
+            })
+            .sum::<u64>();
+        if !held.blocks.is_empty() || plan.locked.contains(&(i as u32)) {
+            plan.held.push((i as u32, held));
         }
     }
-    let need = manifest.total_bytes();
+    let need = manifest.total_bytes().saturating_sub(have_bytes);
     let free = files::available_space(out)?;
     if need > free {
         bail!(
-            "not enough space in {}: the transfer needs {} and {} is free",
+            "not enough space in {}: the transfer needs {} more and {} is free",
             out.display(),
             HumanBytes(need),
             HumanBytes(free)
         );
     }
-    Ok(())
+    Ok(plan)
 }
 
-/// The disk writer: owns the partial files; commands arrive in order, so a
-/// file is finished only after all its writes.
+/// The disk writer: owns the partial files and their state logs; commands
+/// arrive in order, so a file is finished only after all its writes.
 fn write_files(
     out: &Path,
     force: bool,
     mut cmds: mpsc::Receiver<WriteCmd>,
     events: mpsc::UnboundedSender<WriteEvent>,
 ) {
-    let mut parts: HashMap<u32, PartFile> = HashMap::new();
+    let mut parts: HashMap<u32, (PartFile, StateLog)> = HashMap::new();
+    let mut block_size = crate::proto::manifest::DEFAULT_BLOCK_SIZE;
     while let Some(cmd) = cmds.blocking_recv() {
         let result: Result<Option<u32>, FilesError> = match cmd {
+            WriteCmd::Begin { block_size: size } => {
+                block_size = size;
+                Ok(None)
+            }
             WriteCmd::Dir { rel } => files::create_dir_safe(out, &rel).map(|_| None),
             WriteCmd::Write {
                 file,
                 rel,
+                block,
                 offset,
+                cv,
                 data,
             } => {
-                let part = match parts.entry(file) {
+                let open = match parts.entry(file) {
                     std::collections::hash_map::Entry::Occupied(o) => Ok(o.into_mut()),
                     std::collections::hash_map::Entry::Vacant(v) => {
-                        PartFile::open(out, &rel, force).map(|p| v.insert(p))
+                        PartFile::open(out, &rel, force)
+                            .and_then(|p| {
+                                StateLog::open(p.part_path(), block_size).map(|log| (p, log))
+                            })
+                            .map(|pair| v.insert(pair))
                     }
                 };
-                part.and_then(|p| p.write_at(offset, &data)).map(|()| None)
+                // Data first, then its record: a record without data fails re-verification.
+                open.and_then(|(part, log)| {
+                    part.write_at(offset, &data)
+                        .and_then(|()| log.record(block, &cv))
+                })
+                .map(|()| None)
             }
             WriteCmd::Finish {
                 file,
@@ -371,11 +471,14 @@ fn write_files(
                 size,
                 mode,
             } => match parts.remove(&file) {
-                Some(mut part) => part
+                Some((mut part, log)) => part
                     .set_len(size)
                     .and_then(|()| part.finish(mode, force))
-                    .map(|_| Some(file)),
-                None => files::create_empty_file(out, &rel, mode, force).map(|_| Some(file)),
+                    .map(|_| {
+                        log.remove();
+                        Some(file)
+                    }),
+                None => finish_unwritten(out, &rel, size, mode, force).map(|()| Some(file)),
             },
         };
         let event = match result {
@@ -388,4 +491,24 @@ fn write_files(
             return;
         }
     }
+}
+
+/// Finish a file none of whose blocks arrived this run: it is empty, or an
+/// earlier run left every block in its partial file.
+fn finish_unwritten(
+    out: &Path,
+    rel: &str,
+    size: u64,
+    mode: u32,
+    force: bool,
+) -> Result<(), FilesError> {
+    if size == 0 {
+        return files::create_empty_file(out, rel, mode, force).map(|_| ());
+    }
+    let mut part = PartFile::open(out, rel, force)?;
+    let state = resume::state_path(part.part_path());
+    part.set_len(size)?;
+    part.finish(mode, force)?;
+    let _ = std::fs::remove_file(state);
+    Ok(())
 }

@@ -20,7 +20,7 @@ use crate::proto::sender::DEFAULT_WINDOW;
 use crate::proto::{
     Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
 };
-use crate::session::{self, Interrupted, JsonSummary, UsageError};
+use crate::session::{self, Interrupted, JsonSummary, PeerLost, UsageError};
 use crate::ticket::Ticket;
 use crate::transport::Incoming;
 
@@ -85,32 +85,49 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     let ticket = Ticket::generate(servers.clone());
     announce(&ticket, &servers, common.quiet);
 
+    let files = manifest.file_count();
+    let names: Vec<String> = manifest.entries.iter().map(|e| e.path.clone()).collect();
+    let wait = args.timeout.map(Duration::from_secs);
+    let started = Instant::now();
+    let mut moved = 0u64;
     let mut progress = Progress::new("sending", common.quiet);
     progress.say("waiting for the receiver...");
-    let wait = args.timeout.map(Duration::from_secs);
-    let link = session::connect(&ticket, ice, wait, &cancel).await?;
-    let path = link.path().await;
-    progress.say(&format!("connected ({} path)", path.as_str()));
-
-    let files = manifest.file_count();
-    let total = manifest.total_bytes();
-    let names: Vec<String> = manifest.entries.iter().map(|e| e.path.clone()).collect();
-    let mut core = Sender::new(manifest, DEFAULT_WINDOW);
-    let started = Instant::now();
-    progress.start(total, 0, path.as_str());
-    let outcome = pump(&mut core, link, sources, &names, &mut progress, &cancel).await;
-    let (roots, sizes) = match outcome {
-        Ok(v) => v,
-        Err(e) => {
-            progress.abandon();
-            return Err(e);
+    // A receiver that vanishes (killed, network gone) may come back with the
+    // same ticket and resume; anything else ends the command.
+    let (roots, bytes, path) = loop {
+        let link = session::connect(&ticket, ice.clone(), wait, &cancel).await?;
+        let path = link.path().await;
+        progress.say(&format!("connected ({} path)", path.as_str()));
+        let mut core = Sender::new(manifest.clone(), DEFAULT_WINDOW);
+        progress.start(manifest.total_bytes(), 0, path.as_str());
+        let outcome = pump(&mut core, link, &sources, &names, &mut progress, &cancel).await;
+        moved += core.stats.bytes_queued;
+        match outcome {
+            Ok((roots, bytes)) => break (roots, bytes, path),
+            Err(e) if e.is::<PeerLost>() && sources.iter().any(|s| matches!(s, Source::Stdin)) => {
+                progress.abandon();
+                return Err(
+                    e.context("standard input can't be read twice, so this transfer can't resume")
+                );
+            }
+            Err(e) if e.is::<PeerLost>() => {
+                progress.abandon();
+                progress = Progress::new("sending", common.quiet);
+                progress.say(&format!(
+                    "{e}; waiting for the receiver to run the same command again (Ctrl-C to stop)"
+                ));
+            }
+            Err(e) => {
+                progress.abandon();
+                return Err(e);
+            }
         }
     };
     let summary = Summary {
         verb: "sent",
         files,
-        bytes: sizes,
-        moved: core.stats.bytes_queued,
+        bytes,
+        moved,
         seconds: started.elapsed().as_secs_f64(),
         path: path.as_str().into(),
     };
@@ -214,7 +231,7 @@ async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
 async fn pump(
     core: &mut Sender,
     mut link: crate::transport::Link,
-    sources: Vec<Source>,
+    sources: &[Source],
     names: &[String],
     progress: &mut Progress,
     cancel: &CancellationToken,
@@ -288,7 +305,7 @@ async fn pump(
                     Err(e) => core.abort(ProtoError::Protocol(e.to_string())),
                 },
                 Incoming::Data(_) => core.abort(ProtoError::Protocol("the receiver sent data".into())),
-                Incoming::Lost(reason) => break Err(anyhow!("lost the receiver: {reason}")),
+                Incoming::Lost(reason) => break Err(PeerLost(format!("lost the receiver: {reason}")).into()),
             },
             Some(done) = read_rx.recv() => match done.result {
                 Ok((data, cv, root)) => core.block_read(&done.req, data, cv, root),
@@ -312,7 +329,7 @@ async fn pump(
                 }
             }
             res = &mut writer => break Err(match res {
-                Ok(Err(e)) => e,
+                Ok(Err(e)) => PeerLost(format!("lost the receiver: {e:#}")).into(),
                 _ => anyhow!("the data writer stopped"),
             }),
         }

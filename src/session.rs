@@ -20,6 +20,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[error("interrupted")]
 pub struct Interrupted;
 
+/// The peer went away without a word (killed, or the network path died).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PeerLost(pub String);
+
 /// A mistake in what the user typed: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -12,7 +12,7 @@ pub mod sender;
 pub mod wire;
 
 pub use manifest::{Entry, EntryKind, Manifest, ManifestError};
-pub use receiver::{Receiver, ReceiverAction};
+pub use receiver::{Held, Receiver, ReceiverAction};
 pub use sender::{DataItem, Purpose, ReadRequest, Sender, SenderAction};
 pub use wire::Control;
 

@@ -41,6 +41,15 @@ pub enum ReceiverAction {
     Failed(ProtoError),
 }
 
+/// Blocks of one file already on the receiver's disk, re-verified there.
+#[derive(Debug, Default, Clone)]
+pub struct Held {
+    pub blocks: Vec<(u64, Cv)>,
+    /// BLAKE3 of the data when the file is a single block (its root can't
+    /// be derived from a chaining value).
+    pub single_root: Option<blake3::Hash>,
+}
+
 struct RecvFile {
     size: Option<u64>,
     cvs: Vec<Option<Cv>>,
@@ -153,9 +162,9 @@ impl Receiver {
         }
     }
 
-    /// Start receiving `manifest` (as offered). `have` lists, per file index,
-    /// blocks already on disk that the driver re-verified: `(block, cv)`.
-    pub fn accept(&mut self, manifest: Manifest, have: Vec<(u32, Vec<(u64, Cv)>)>) {
+    /// Start receiving `manifest` (as offered). `have` lists, per file
+    /// index, blocks already on disk that the driver re-verified.
+    pub fn accept(&mut self, manifest: Manifest, have: Vec<(u32, Held)>) {
         if self.phase != Phase::AwaitDecision {
             return;
         }
@@ -176,28 +185,32 @@ impl Receiver {
         self.unfinished = self.files.iter().flatten().count();
         let block_size = u64::from(manifest.block_size);
         let mut claims = Vec::new();
-        for (idx, blocks) in have {
+        for (idx, held) in have {
             let Some(Some(file)) = self.files.get_mut(idx as usize) else {
                 continue;
             };
+            // Only files of known size can be resumed (a stream can't be re-read).
+            let Some(size) = file.size else { continue };
+            let n = block_count(size, manifest.block_size);
+            if n == 1 {
+                // A one-block file's root comes from its data, not from CVs.
+                match held.single_root {
+                    Some(root) => file.single_root = Some(root),
+                    None => continue,
+                }
+            }
             let mut listed = Vec::new();
-            for (block, cv) in blocks {
-                let in_range = file
-                    .size
-                    .is_some_and(|s| block < block_count(s, manifest.block_size));
-                // Block 0 alone would also need its root; re-fetching one block is cheaper than tracking it.
-                if !in_range || (block == 0 && file.size.is_some_and(|s| s <= block_size)) {
+            for (block, cv) in held.blocks {
+                if block >= n {
                     continue;
                 }
                 let i = block as usize;
                 if file.cvs.len() <= i {
                     file.cvs.resize(i + 1, None);
                 }
-                file.cvs[i] = Some(cv);
-                let len = file
-                    .size
-                    .map_or(0, |s| (s - block * block_size).min(block_size));
-                self.stats.bytes_resumed += len;
+                if file.cvs[i].replace(cv).is_none() {
+                    self.stats.bytes_resumed += (size - block * block_size).min(block_size);
+                }
                 listed.push(HaveBlock {
                     block,
                     cv: cv_to_hex(&cv),

@@ -136,7 +136,13 @@ fn transfer(
                                     (i as u64, block_cv(i as u64 * u64::from(m.block_size), c))
                                 })
                                 .collect::<Vec<(u64, Cv)>>();
-                            (f, blocks)
+                            (
+                                f,
+                                Held {
+                                    blocks,
+                                    single_root: None,
+                                },
+                            )
                         })
                         .collect();
                     receiver.accept(m, have);
