@@ -104,6 +104,8 @@ async fn hostile_manifest_paths_are_refused_and_nothing_is_written() {
 
 /// A man in the middle between the peers and a real rendezvous that flips one
 /// character of every sealed payload it relays.
+// The handshake callback's error type is tungstenite's, not ours.
+#[allow(clippy::result_large_err)]
 async fn tampering_proxy(upstream: String, cancel: CancellationToken) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
