@@ -26,14 +26,7 @@ const WRITE_QUEUE: usize = 8;
 
 pub async fn run(args: ReceiveArgs, common: Common) -> Result<()> {
     let json = common.json;
-    let result = receive(args, common).await;
-    if json {
-        match &result {
-            Ok(summary) => summary.print(),
-            Err(e) => JsonSummary::failed(e).print(),
-        }
-    }
-    result.map(|_| ())
+    session::report(json, receive(args, common).await)
 }
 
 async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {

@@ -38,14 +38,7 @@ struct ReadDone {
 
 pub async fn run(args: SendArgs, common: Common) -> Result<()> {
     let json = common.json;
-    let result = send(args, common).await;
-    if json {
-        match &result {
-            Ok(summary) => summary.print(),
-            Err(e) => JsonSummary::failed(e).print(),
-        }
-    }
-    result.map(|_| ())
+    session::report(json, send(args, common).await)
 }
 
 async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {

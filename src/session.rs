@@ -200,6 +200,18 @@ impl JsonSummary {
     }
 }
 
+/// Print the `--json` summary (success or failure) if asked, and pass the
+/// result on.
+pub fn report(json: bool, result: Result<JsonSummary>) -> Result<()> {
+    if json {
+        match &result {
+            Ok(summary) => summary.print(),
+            Err(e) => JsonSummary::failed(e).print(),
+        }
+    }
+    result.map(|_| ())
+}
+
 /// Exit code for an error that ended a command.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<Interrupted>().is_some() {
