@@ -17,7 +17,8 @@ use crate::progress::{Progress, Summary};
 use crate::proto::hash::Cv;
 use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
 use crate::resume::{self, StateLog};
-use crate::session::{self, Interrupted, JsonSummary, UsageError};
+use crate::session::{self, Interrupted, JsonSummary, PeerWatch, UsageError};
+use crate::signal::SignalClient;
 use crate::ticket::Ticket;
 use crate::transport::{Incoming, Link};
 
@@ -37,8 +38,12 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
     let cancel = session::cancel_on_ctrl_c();
     let ice = session::ice_servers(&common)?;
     let wait = Duration::from_secs(args.timeout);
-    let connecting = session::connect(&ticket, ice, Some(wait), &cancel);
-    let link = tokio::time::timeout(wait, connecting).await.map_err(|_| {
+    let connecting = async {
+        let mut signal = SignalClient::connect(&ticket).await?;
+        let link = session::connect(&mut signal, ice, Some(wait), &cancel).await?;
+        Ok::<_, anyhow::Error>((signal, link))
+    };
+    let (mut signal, link) = tokio::time::timeout(wait, connecting).await.map_err(|_| {
         anyhow!(
             "could not reach the sender within {}s (--timeout)",
             args.timeout
@@ -62,7 +67,8 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         path: path.as_str().into(),
     };
     let mut core = Receiver::new();
-    let result = pump(&mut core, link, &mut ctx, &cancel).await;
+    let result = pump(&mut core, link, &mut signal, &mut ctx, &cancel).await;
+    signal.close().await;
     if let Err(e) = result {
         ctx.progress.abandon();
         return Err(e);
@@ -143,6 +149,7 @@ enum WriteEvent {
 async fn pump(
     core: &mut Receiver,
     mut link: Link,
+    signal: &mut SignalClient,
     ctx: &mut Ctx,
     cancel: &CancellationToken,
 ) -> Result<()> {
@@ -151,6 +158,7 @@ async fn pump(
     let out = ctx.opts.out.clone();
     let force = ctx.opts.force;
     std::thread::spawn(move || write_files(&out, force, write_rx, event_tx));
+    let mut watch = PeerWatch::default();
     let result: Result<()> = loop {
         let mut finished = None;
         while let Some(action) = core.poll_action() {
@@ -244,6 +252,7 @@ async fn pump(
             break done;
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => {
                 let reason = Control::Cancel { reason: "the receiver was interrupted".into() };
                 let _ = link.send_control(&reason.encode()).await;
@@ -263,6 +272,9 @@ async fn pump(
                 WriteEvent::Finished(file) => core.file_finished(file),
                 WriteEvent::Failed(e) => core.abort(ProtoError::Local(e)),
             },
+            reason = watch.gone(signal) => break Err(anyhow!(
+                "lost the sender: {reason}; the partial data is kept, so running the same command again resumes"
+            )),
         }
     };
     drop(write_tx);

@@ -20,7 +20,8 @@ use crate::proto::sender::DEFAULT_WINDOW;
 use crate::proto::{
     Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
 };
-use crate::session::{self, Interrupted, JsonSummary, PeerLost, UsageError};
+use crate::session::{self, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
+use crate::signal::SignalClient;
 use crate::ticket::Ticket;
 use crate::transport::Incoming;
 
@@ -87,13 +88,27 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     progress.say("waiting for the receiver...");
     // A receiver that vanishes (killed, network gone) may come back with the
     // same ticket and resume; anything else ends the command.
+    let mut signal = SignalClient::connect(&ticket).await?;
     let (roots, bytes, path) = loop {
-        let link = session::connect(&ticket, ice.clone(), wait, &cancel).await?;
+        let link = match session::connect(&mut signal, ice.clone(), wait, &cancel).await {
+            Ok(link) => link,
+            Err(e) if e.is::<PeerLost>() => continue,
+            Err(e) => return Err(e),
+        };
         let path = link.path().await;
         progress.say(&format!("connected ({} path)", path.as_str()));
         let mut core = Sender::new(manifest.clone(), DEFAULT_WINDOW);
         progress.start(manifest.total_bytes(), 0, path.as_str());
-        let outcome = pump(&mut core, link, &sources, &names, &mut progress, &cancel).await;
+        let outcome = pump(
+            &mut core,
+            link,
+            &mut signal,
+            &sources,
+            &names,
+            &mut progress,
+            &cancel,
+        )
+        .await;
         moved += core.stats.bytes_queued;
         match outcome {
             Ok((roots, bytes)) => break (roots, bytes, path),
@@ -116,6 +131,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
             }
         }
     };
+    signal.close().await;
     let summary = Summary {
         verb: "sent",
         files,
@@ -224,6 +240,7 @@ async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
 async fn pump(
     core: &mut Sender,
     mut link: crate::transport::Link,
+    signal: &mut SignalClient,
     sources: &[Source],
     names: &[String],
     progress: &mut Progress,
@@ -239,6 +256,7 @@ async fn pump(
         .then(|| StdinReader::new(read_tx.clone()));
     let mut roots = BTreeMap::new();
     let mut total = 0u64;
+    let mut watch = PeerWatch::default();
     let result: Result<()> = loop {
         let mut finished = None;
         while let Some(action) = core.poll_action() {
@@ -287,6 +305,7 @@ async fn pump(
             break done;
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => {
                 let reason = Control::Cancel { reason: "the sender was interrupted".into() };
                 let _ = link.send_control(&reason.encode()).await;
@@ -321,6 +340,7 @@ async fn pump(
                     permit.send(item);
                 }
             }
+            reason = watch.gone(signal) => break Err(PeerLost(format!("lost the receiver: {reason}")).into()),
             res = &mut writer => break Err(match res {
                 Ok(Err(e)) => PeerLost(format!("lost the receiver: {e:#}")).into(),
                 _ => anyhow!("the data writer stopped"),

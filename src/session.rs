@@ -8,8 +8,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Common;
-use crate::signal::{Position, SignalClient, SignalMessage};
-use crate::ticket::Ticket;
+use crate::signal::{Position, SignalClient, SignalError, SignalMessage};
 use crate::transport::{IceServer, Link, Transport, TransportConfig};
 
 /// Time allowed from "the peer is there" to "both channels are open".
@@ -85,16 +84,17 @@ pub fn ice_servers(common: &Common) -> Result<Vec<IceServer>> {
     Ok(out)
 }
 
-/// Join the ticket's room and open a WebRTC link to whoever else is in it.
+/// Wait in the room for a peer and open a WebRTC link to it.
 /// `wait_for_peer` bounds how long to wait for the other side to show up.
+/// The signaling connection stays open: the caller watches it with
+/// [`peer_left`] during the transfer and may wait for another peer after.
 pub async fn connect(
-    ticket: &Ticket,
+    signal: &mut SignalClient,
     extra_ice: Vec<IceServer>,
     wait_for_peer: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Result<Link> {
     let work = async {
-        let mut signal = SignalClient::connect(ticket).await?;
         let waiting = signal.wait_for_peer();
         match wait_for_peer {
             Some(limit) => tokio::time::timeout(limit, waiting).await.map_err(|_| {
@@ -113,37 +113,75 @@ pub async fn connect(
                 // The second to arrive makes the offer: the first is already listening.
                 Position::Second => {
                     let sdp = transport.create_offer().await?;
-                    signal
-                        .send(&SignalMessage::Description {
-                            sdp_type: "offer".into(),
-                            sdp,
-                        })
-                        .await?;
-                    let answer = expect_description(&mut signal, "answer").await?;
+                    let offer = SignalMessage::Description {
+                        sdp_type: "offer".into(),
+                        sdp,
+                    };
+                    signal.send(&offer).await?;
+                    let answer = expect_description(signal, "answer").await?;
                     transport.accept_answer(answer).await?;
                 }
                 Position::First => {
-                    let offer = expect_description(&mut signal, "offer").await?;
+                    let offer = expect_description(signal, "offer").await?;
                     let sdp = transport.accept_offer(offer).await?;
-                    signal
-                        .send(&SignalMessage::Description {
-                            sdp_type: "answer".into(),
-                            sdp,
-                        })
-                        .await?;
+                    let answer = SignalMessage::Description {
+                        sdp_type: "answer".into(),
+                        sdp,
+                    };
+                    signal.send(&answer).await?;
                 }
             }
             transport.open(CONNECT_TIMEOUT).await
         };
-        let link = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), negotiate)
+        tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), negotiate)
             .await
-            .map_err(|_| anyhow!("timed out connecting to the peer"))??;
-        signal.close().await;
-        Ok::<Link, anyhow::Error>(link)
+            .map_err(|_| anyhow!("timed out connecting to the peer"))?
     };
     tokio::select! {
-        link = work => link,
+        link = work => link.map_err(|e| match e.downcast_ref::<SignalError>() {
+            Some(SignalError::PeerLeft) => PeerLost("the peer left while connecting".into()).into(),
+            _ => e,
+        }),
         _ = cancel.cancelled() => Err(Interrupted.into()),
+    }
+}
+
+/// Watches the rendezvous for the peer leaving the room (its process ended
+/// or lost the network), which is known long before ICE gives up on the path.
+#[derive(Default)]
+pub struct PeerWatch {
+    /// False once the rendezvous itself went away: the transfer goes on without it.
+    lost_server: bool,
+    /// Set when the peer left; messages it sent just before may still be in flight.
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// How long messages already on the way are still awaited after the peer left.
+const LEFT_GRACE: Duration = Duration::from_secs(1);
+
+impl PeerWatch {
+    /// Resolves once the peer is gone for good. Cancel-safe (for `select!`).
+    pub async fn gone(&mut self, signal: &mut SignalClient) -> String {
+        loop {
+            if let Some(deadline) = self.deadline {
+                tokio::time::sleep_until(deadline).await;
+                return "the peer left the rendezvous room".into();
+            }
+            if self.lost_server {
+                return std::future::pending().await;
+            }
+            match signal.recv().await {
+                Err(SignalError::PeerLeft) => {
+                    self.deadline = Some(tokio::time::Instant::now() + LEFT_GRACE)
+                }
+                // Late or trickled signaling, or garbage from the server: not our concern now.
+                Ok(_) | Err(SignalError::Tampered) | Err(SignalError::Protocol(_)) => {}
+                Err(e) => {
+                    tracing::debug!("rendezvous connection ended: {e}");
+                    self.lost_server = true;
+                }
+            }
+        }
     }
 }
 

@@ -35,7 +35,9 @@ async fn offer_hostile_path(path: &str) -> (Output, tempfile::TempDir) {
     let receiver = tokio::task::spawn_blocking(move || {
         receive(&ticket_text, &["--out", path_str(&out_arg), "--yes"])
     });
-    let mut link = ferry::session::connect(&ticket, vec![], Some(Duration::from_secs(30)), &cancel)
+    let mut signal = ferry::signal::SignalClient::connect(&ticket).await.unwrap();
+    let wait = Some(Duration::from_secs(30));
+    let mut link = ferry::session::connect(&mut signal, vec![], wait, &cancel)
         .await
         .unwrap();
     let hello = Control::Hello {
