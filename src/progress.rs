@@ -1,7 +1,7 @@
 //! Progress and human output on stderr. The only module that uses indicatif.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -9,9 +9,8 @@ use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, Prog
 pub struct Progress {
     bar: ProgressBar,
     quiet: bool,
-    started: Instant,
-    /// Bytes already present when this run started (resume).
-    base: u64,
+    /// Draw the bar (stderr is a terminal and not --quiet).
+    visible: bool,
 }
 
 impl Progress {
@@ -19,11 +18,8 @@ impl Progress {
     /// terminal or with `--quiet`.
     pub fn new(verb: &str, quiet: bool) -> Progress {
         let visible = !quiet && std::io::stderr().is_terminal();
-        let bar = if visible {
-            ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8))
-        } else {
-            ProgressBar::hidden()
-        };
+        // Drawn only from `start`, so it never paints over the offer or the question.
+        let bar = ProgressBar::hidden();
         let style = ProgressStyle::with_template(&format!(
             "{verb} {{prefix}} {{msg:20!}} {{bar:30.cyan/blue}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}}"
         ))
@@ -33,8 +29,7 @@ impl Progress {
         Progress {
             bar,
             quiet,
-            started: Instant::now(),
-            base: 0,
+            visible,
         }
     }
 
@@ -46,11 +41,14 @@ impl Progress {
     }
 
     pub fn start(&mut self, total: u64, already: u64, path: &str) {
-        self.base = already;
+        self.set_path(path);
+        if self.visible {
+            self.bar
+                .set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+        }
         self.bar.set_length(total);
         self.bar.set_position(already);
         self.bar.reset_eta();
-        self.started = Instant::now();
         if already > 0 && already >= total {
             self.say(&format!(
                 "all {} is already here and re-verified; confirming with the sender",
@@ -63,7 +61,6 @@ impl Progress {
                 HumanBytes(total)
             ));
         }
-        self.set_path(path);
     }
 
     pub fn set_path(&self, path: &str) {
@@ -76,10 +73,6 @@ impl Progress {
 
     pub fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Clear the bar and print the closing summary.
