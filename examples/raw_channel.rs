@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
-use ferry::transport::{Incoming, Link, Transport, TransportConfig};
+use ferry::transport::{Drain, Incoming, Link, Transport, TransportConfig};
 use serde_json::{json, Value};
 
 /// Largest message that stays under the 65535-byte limit, as ferry uses.
@@ -197,7 +197,7 @@ async fn recv_process() -> Result<()> {
     result["cpu_s"] = usage["cpu_s"].clone();
     result["max_rss_mib"] = usage["max_rss_mib"].clone();
     print_line(result);
-    link.close(Duration::from_millis(200)).await;
+    link.close(Drain::Control).await;
     Ok(())
 }
 
@@ -222,7 +222,7 @@ async fn inproc(n: u64) -> Result<()> {
     result["cpu_s"] = usage["cpu_s"].clone();
     result["max_rss_mib"] = usage["max_rss_mib"].clone();
     print_line(result);
-    a.close(Duration::from_millis(200)).await;
+    a.close(Drain::Control).await;
     std::process::exit(0);
 }
 

@@ -17,7 +17,7 @@ use crate::progress::{Progress, Summary};
 use crate::proto::hash::Cv;
 use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
 use crate::resume::{self, StateLog};
-use crate::session::{self, Interrupted, JsonSummary, PeerWatch, UsageError};
+use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
 use crate::signal::SignalClient;
 use crate::ticket::Ticket;
 use crate::transport::{Incoming, Link};
@@ -264,21 +264,17 @@ async fn pump(
                     Err(e) => core.abort(ProtoError::Protocol(e.to_string())),
                 },
                 Incoming::Data(bytes) => core.handle_data(&bytes),
-                Incoming::Lost(reason) => break Err(anyhow!(
-                    "lost the sender: {reason}; the partial data is kept, so running the same command again resumes"
-                )),
+                Incoming::Lost(reason) => break Err(lost_sender(&reason)),
             },
             Some(event) = events.recv() => match event {
                 WriteEvent::Finished(file) => core.file_finished(file),
                 WriteEvent::Failed(e) => core.abort(ProtoError::Local(e)),
             },
-            reason = watch.gone(signal) => break Err(anyhow!(
-                "lost the sender: {reason}; the partial data is kept, so running the same command again resumes"
-            )),
+            reason = watch.gone(signal) => break Err(lost_sender(&reason)),
         }
     };
     drop(write_tx);
-    link.close(Duration::from_secs(2)).await;
+    link.close(drain_for(&result)).await;
     result
 }
 
@@ -316,6 +312,13 @@ async fn start(
             .map_err(|_| anyhow!("the disk writer stopped"))?;
     }
     Ok(())
+}
+
+fn lost_sender(reason: &str) -> anyhow::Error {
+    PeerLost(format!(
+        "lost the sender: {reason}; the partial data is kept, so running the same command again resumes"
+    ))
+    .into()
 }
 
 fn entry_path(ctx: &Ctx, file: u32) -> String {

@@ -20,7 +20,7 @@ use crate::proto::sender::DEFAULT_WINDOW;
 use crate::proto::{
     Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
 };
-use crate::session::{self, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
+use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
 use crate::signal::SignalClient;
 use crate::ticket::Ticket;
 use crate::transport::Incoming;
@@ -349,8 +349,7 @@ async fn pump(
     };
     drop(data_tx);
     writer.abort();
-    // Either way the peer should get our last words before the link closes.
-    link.close(Duration::from_secs(2)).await;
+    link.close(drain_for(&result)).await;
     result.map(|()| (roots, total))
 }
 

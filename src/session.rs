@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Common;
 use crate::signal::{Position, SignalClient, SignalError, SignalMessage};
-use crate::transport::{IceServer, Link, Transport, TransportConfig};
+use crate::transport::{Drain, IceServer, Link, Transport, TransportConfig};
 
 /// Time allowed from "the peer is there" to "both channels are open".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -157,7 +157,18 @@ pub struct PeerWatch {
 }
 
 /// How long messages already on the way are still awaited after the peer left.
-const LEFT_GRACE: Duration = Duration::from_secs(1);
+const LEFT_GRACE: Duration = Duration::from_millis(500);
+
+/// How much of what is queued for the peer is worth delivering, given how
+/// the transfer ended: everything after success, our cancel after a failure,
+/// nothing to a peer that is gone.
+pub fn drain_for<T>(result: &Result<T>) -> Drain {
+    match result {
+        Ok(_) => Drain::All,
+        Err(e) if e.is::<PeerLost>() => Drain::Nothing,
+        Err(_) => Drain::Control,
+    }
+}
 
 impl PeerWatch {
     /// Resolves once the peer is gone for good. Cancel-safe (for `select!`).

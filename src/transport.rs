@@ -423,6 +423,14 @@ pub struct Link {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// What to wait for before closing a [`Link`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    All,
+    Control,
+    Nothing,
+}
+
 /// A handle for writing to the data channel from another task.
 #[derive(Clone)]
 pub struct DataSender(Arc<dyn DataChannel>);
@@ -487,13 +495,23 @@ impl Link {
         }
     }
 
-    /// Close the connection, letting queued data drain for up to `grace`.
-    pub async fn close(self, grace: Duration) {
+    /// Close the connection. `Drain::All` lets queued data reach the peer
+    /// (for up to 2 s) and suits a transfer that ended well; `Drain::Control`
+    /// delivers only a last control message (a cancel) and suits one that
+    /// failed; `Drain::Nothing` suits a peer that is already gone.
+    pub async fn close(self, drain: Drain) {
+        let grace = match drain {
+            Drain::All => Duration::from_secs(2),
+            Drain::Control => Duration::from_millis(500),
+            Drain::Nothing => Duration::ZERO,
+        };
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline {
-            let data = self.data.outstanding_bytes().await.unwrap_or(0);
-            let control = self.control.outstanding_bytes().await.unwrap_or(0);
-            if data + control == 0 {
+            let mut outstanding = self.control.outstanding_bytes().await.unwrap_or(0);
+            if drain == Drain::All {
+                outstanding += self.data.outstanding_bytes().await.unwrap_or(0);
+            }
+            if outstanding == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -544,7 +562,7 @@ mod tests {
         }
         let path = a.path().await;
         assert_eq!(path, PathKind::Direct);
-        a.close(Duration::from_secs(1)).await;
+        a.close(Drain::All).await;
         // The other side notices.
         loop {
             if let Incoming::Lost(_) = b.recv().await {
