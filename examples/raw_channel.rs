@@ -244,7 +244,7 @@ async fn send_bytes(link: &Link, n: u64) -> Result<()> {
 /// a control message); seconds are measured from `since`.
 async fn count_bytes(link: &mut Link, mut n: Option<u64>, since: Instant) -> Result<(u64, f64)> {
     let mut got = 0u64;
-    while n.map_or(true, |n| got < n) {
+    while n.is_none_or(|n| got < n) {
         match link.recv().await {
             Incoming::Data(m) => got += m.len() as u64,
             Incoming::Control(m) if n.is_none() => {
