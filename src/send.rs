@@ -82,7 +82,8 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     let files = manifest.file_count();
     let names: Vec<String> = manifest.entries.iter().map(|e| e.path.clone()).collect();
     let wait = args.timeout.map(Duration::from_secs);
-    let started = Instant::now();
+    // Timed from the first connection: waiting for someone to paste the ticket is not transfer time.
+    let mut started = None;
     let mut moved = 0u64;
     let mut progress = Progress::new("sending", common.quiet);
     progress.say("waiting for the receiver...");
@@ -96,6 +97,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
             Err(e) => return Err(e),
         };
         let path = link.path().await;
+        started.get_or_insert_with(Instant::now);
         progress.say(&format!("connected ({} path)", path.as_str()));
         let mut core = Sender::new(manifest.clone(), DEFAULT_WINDOW);
         progress.start(manifest.total_bytes(), 0, path.as_str());
@@ -137,7 +139,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         files,
         bytes,
         moved,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
         path: path.as_str().into(),
     };
     progress.finish(&summary);
