@@ -93,7 +93,12 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     let (roots, bytes, path) = loop {
         let link = match session::connect(&mut signal, ice.clone(), wait, &cancel).await {
             Ok(link) => link,
-            Err(e) if e.is::<PeerLost>() => continue,
+            Err(e) if e.is::<PeerLost>() => {
+                progress.say(&format!(
+                    "{e:#}; waiting for the receiver to try again (Ctrl-C to stop)"
+                ));
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let path = link.path().await;

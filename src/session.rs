@@ -113,37 +113,52 @@ pub async fn connect(
                 // The second to arrive makes the offer: the first is already listening.
                 Position::Second => {
                     let sdp = transport.create_offer().await?;
+                    let session = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>());
                     let offer = SignalMessage::Description {
                         sdp_type: "offer".into(),
                         sdp,
+                        session: Some(session.clone()),
                     };
                     signal.send(&offer).await?;
-                    let answer = expect_description(signal, "answer").await?;
+                    let (answer, _) = expect_description(signal, "answer", Some(&session)).await?;
                     transport.accept_answer(answer).await?;
                 }
                 Position::First => {
-                    let offer = expect_description(signal, "offer").await?;
+                    let (offer, session) = expect_description(signal, "offer", None).await?;
                     let sdp = transport.accept_offer(offer).await?;
                     let answer = SignalMessage::Description {
                         sdp_type: "answer".into(),
                         sdp,
+                        session,
                     };
                     signal.send(&answer).await?;
                 }
             }
-            transport.open(CONNECT_TIMEOUT).await
+            // A peer that vanishes now would otherwise hold us until ICE gives up.
+            let mut watch = PeerWatch::default();
+            tokio::select! {
+                link = transport.open(CONNECT_TIMEOUT) => link,
+                reason = watch.gone(signal) => Err(PeerLost(reason).into()),
+            }
         };
         tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), negotiate)
             .await
             .map_err(|_| anyhow!("timed out connecting to the peer"))?
     };
-    tokio::select! {
-        link = work => link.map_err(|e| match e.downcast_ref::<SignalError>() {
-            Some(SignalError::PeerLeft) => PeerLost("the peer left while connecting".into()).into(),
-            _ => e,
-        }),
-        _ = cancel.cancelled() => Err(Interrupted.into()),
-    }
+    let result = tokio::select! {
+        link = work => link,
+        _ = cancel.cancelled() => return Err(Interrupted.into()),
+    };
+    result.map_err(|e| match e.downcast_ref::<SignalError>() {
+        Some(SignalError::PeerLeft) => PeerLost("the peer left while connecting".into()).into(),
+        // A server that tampers is an attack, not bad luck: stop.
+        Some(SignalError::Tampered) => e,
+        // Reaching the rendezvous and waiting for the peer are not this peer's fault.
+        _ if !signal.peer_present() => e,
+        // The peer came and then could not be reached (it died, or no path
+        // exists): the sender may wait for another attempt.
+        _ => PeerLost(format!("{e:#}")).into(),
+    })
 }
 
 /// Watches the rendezvous for the peer leaving the room (its process ended
@@ -196,10 +211,26 @@ impl PeerWatch {
     }
 }
 
-async fn expect_description(signal: &mut SignalClient, want: &str) -> Result<String> {
+/// The next description of type `want`; with `session`, only one that
+/// answers our own offer (a late answer meant for an earlier peer is skipped).
+async fn expect_description(
+    signal: &mut SignalClient,
+    want: &str,
+    session: Option<&str>,
+) -> Result<(String, Option<String>)> {
     loop {
         match signal.recv().await.context("signaling")? {
-            SignalMessage::Description { sdp_type, sdp } if sdp_type == want => return Ok(sdp),
+            SignalMessage::Description {
+                sdp_type,
+                sdp,
+                session: got,
+            } if sdp_type == want => {
+                if session.is_some() && got.as_deref() != session {
+                    tracing::debug!("skipping an {want} for another session");
+                    continue;
+                }
+                return Ok((sdp, got));
+            }
             SignalMessage::Description { sdp_type, .. } => {
                 bail!("the peer sent an {sdp_type} where an {want} was expected")
             }

@@ -37,6 +37,10 @@ pub enum SignalMessage {
         /// `"offer"` or `"answer"`.
         sdp_type: String,
         sdp: String,
+        /// Random id chosen by the offerer and echoed in the answer, so an
+        /// answer meant for an earlier peer in the same room is never applied.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
     /// A trickled ICE candidate.
     Candidate {
@@ -317,6 +321,11 @@ impl SignalClient {
         &self.room_id
     }
 
+    /// Whether a peer is in the room, as far as the server has told us.
+    pub fn peer_present(&self) -> bool {
+        self.peer_present
+    }
+
     /// Returns once a peer is in the room: at once for `Second`, after
     /// `peer_joined` for `First`. Wrap it in a timeout of your own.
     pub async fn wait_for_peer(&mut self) -> Result<(), SignalError> {
@@ -362,6 +371,7 @@ impl SignalClient {
                 ServerMessage::PeerJoined => self.on_peer_joined(),
                 ServerMessage::PeerLeft => {
                     self.peer_present = false;
+                    self.pending.clear();
                     return Err(SignalError::PeerLeft);
                 }
                 other => self.unexpected(other)?,
@@ -385,6 +395,8 @@ impl SignalClient {
     }
 
     fn on_peer_joined(&mut self) {
+        // Anything queued came from an earlier peer.
+        self.pending.clear();
         // Whoever was waiting answers; this also covers a new peer replacing one that left.
         self.position = Position::First;
         self.peer_present = true;
@@ -493,6 +505,7 @@ mod tests {
             SignalMessage::Description {
                 sdp_type: "offer".into(),
                 sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into(),
+                session: None,
             },
             SignalMessage::Candidate {
                 candidate: "candidate:1 1 udp 2130706431 192.0.2.2 5000 typ host".into(),

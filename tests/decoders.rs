@@ -38,7 +38,7 @@ proptest! {
     #[test]
     fn sealed_envelopes_open_only_unchanged(key in any::<[u8; 32]>(), sdp in "\\PC{0,200}", flip in any::<prop::sample::Index>()) {
         let aad = signal::associated_data("00112233445566778899aabbccddeeff", Role::Offerer);
-        let msg = SignalMessage::Description { sdp_type: "offer".into(), sdp };
+        let msg = SignalMessage::Description { sdp_type: "offer".into(), sdp, session: Some("s1".into()) };
         let sealed = signal::seal(&key, &aad, &msg);
         prop_assert_eq!(signal::open(&key, &aad, &sealed).ok(), Some(msg));
         let mut bytes = sealed.into_bytes();
@@ -106,7 +106,7 @@ proptest! {
             Entry { path: "a".into(), kind: EntryKind::File, size: Some(40_000), mode: 0 },
             Entry { path: "s".into(), kind: EntryKind::File, size: None, mode: 0 },
         ]};
-        r.handle_control(Control::Manifest(m.clone()));
+        r.handle_control(Control::Manifest { block_size: m.block_size, entries: m.entries.clone(), more: false });
         r.accept(m, vec![]);
         for msg in &msgs {
             r.handle_data(msg);

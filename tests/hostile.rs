@@ -54,9 +54,12 @@ async fn offer_hostile_path(path: &str) -> (Output, tempfile::TempDir) {
             mode: 0o644,
         }],
     };
-    link.send_control(&Control::Manifest(manifest).encode())
-        .await
-        .unwrap();
+    let part = Control::Manifest {
+        block_size: manifest.block_size,
+        entries: manifest.entries,
+        more: false,
+    };
+    link.send_control(&part.encode()).await.unwrap();
     // The receiver must answer with a cancel (or just go away), never accept.
     let verdict = tokio::time::timeout(Duration::from_secs(20), async {
         loop {

@@ -64,6 +64,7 @@ fn offer() -> SignalMessage {
     SignalMessage::Description {
         sdp_type: "offer".into(),
         sdp: "v=0\r\na=fingerprint:sha-256 AB:CD\r\n".into(),
+        session: None,
     }
 }
 
@@ -71,6 +72,7 @@ fn answer() -> SignalMessage {
     SignalMessage::Description {
         sdp_type: "answer".into(),
         sdp: "v=0\r\na=fingerprint:sha-256 EF:01\r\n".into(),
+        session: None,
     }
 }
 

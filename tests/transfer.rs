@@ -221,3 +221,23 @@ fn nobody_comes_within_timeout() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("--timeout"), "{}", out.stderr);
 }
+
+#[test]
+fn a_folder_of_many_files_needs_a_manifest_in_parts() {
+    let src = tempdir();
+    let dst = tempdir();
+    for i in 0..2000 {
+        write(
+            &src.path().join(format!(
+                "many/a-file-with-a-fairly-long-name-number-{i}.txt"
+            )),
+            format!("{i}\n").as_bytes(),
+        );
+    }
+    let sender = send(&[path_str(&src.path().join("many"))], None);
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path()), "--json"]);
+    assert!(recv.status.success(), "{}", recv.stderr);
+    assert!(sender.wait().status.success());
+    assert_eq!(recv.json()["files"], 2000);
+    assert_same_tree(src.path(), dst.path());
+}

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::hash::{block_cv, root_from_cvs, single_block_root, Cv};
-use super::manifest::{block_count, EntryKind, Manifest};
+use super::manifest::{block_count, EntryKind, Manifest, ManifestError, MAX_ENTRIES};
 use super::sender::{control_name, hello};
 use super::wire::{cv_to_hex, Control, Frame, HaveBlock, HaveFile, PROTOCOL_VERSION};
 use super::ProtoError;
@@ -94,6 +94,8 @@ pub struct Receiver {
     phase: Phase,
     /// Empty until the offer is accepted.
     manifest: Manifest,
+    /// The offer's parts received so far.
+    manifest_parts: Option<Manifest>,
     files: Vec<Option<RecvFile>>,
     current: Option<Assembly>,
     bad_blocks: HashMap<(u32, u64), u32>,
@@ -115,6 +117,7 @@ impl Receiver {
         Receiver {
             phase: Phase::AwaitHello,
             manifest: Manifest::default(),
+            manifest_parts: None,
             files: Vec::new(),
             current: None,
             bad_blocks: HashMap::new(),
@@ -143,7 +146,36 @@ impl Receiver {
                 }
                 self.phase = Phase::AwaitManifest;
             }
-            (Control::Manifest(manifest), Phase::AwaitManifest) => {
+            (
+                Control::Manifest {
+                    block_size,
+                    entries,
+                    more,
+                },
+                Phase::AwaitManifest,
+            ) => {
+                let parts = self.manifest_parts.get_or_insert_with(|| Manifest {
+                    block_size,
+                    entries: Vec::new(),
+                });
+                let total = parts.entries.len() + entries.len();
+                let same_block_size = parts.block_size == block_size;
+                if !same_block_size {
+                    return self.fail(ProtoError::Protocol(
+                        "manifest parts disagree on the block size".into(),
+                    ));
+                }
+                if total > MAX_ENTRIES {
+                    return self.fail(ProtoError::Manifest(ManifestError::TooManyEntries(total)));
+                }
+                let Some(parts) = self.manifest_parts.as_mut() else {
+                    return;
+                };
+                parts.entries.extend(entries);
+                if more {
+                    return;
+                }
+                let manifest = self.manifest_parts.take().unwrap_or_default();
                 if let Err(e) = manifest.validate() {
                     return self.fail(ProtoError::Manifest(e));
                 }

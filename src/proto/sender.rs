@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::hash::{root_from_cvs, Cv};
 use super::manifest::{block_count, EntryKind, Manifest};
-use super::wire::{cv_from_hex, Control, HaveFile, PROTOCOL_VERSION};
+use super::wire::{cv_from_hex, manifest_parts, Control, HaveFile, PROTOCOL_VERSION};
 use super::ProtoError;
 
 /// Blocks read ahead of the channel: bounds the sender's memory to about
@@ -149,11 +149,9 @@ impl Sender {
             stats: SenderStats::default(),
         };
         sender.actions.push_back(SenderAction::SendControl(hello()));
-        sender
-            .actions
-            .push_back(SenderAction::SendControl(Control::Manifest(
-                sender.manifest.clone(),
-            )));
+        for part in manifest_parts(&sender.manifest) {
+            sender.actions.push_back(SenderAction::SendControl(part));
+        }
         sender
     }
 
@@ -480,7 +478,7 @@ pub(super) fn hello() -> Control {
 pub(super) fn control_name(msg: &Control) -> &'static str {
     match msg {
         Control::Hello { .. } => "hello",
-        Control::Manifest(_) => "manifest",
+        Control::Manifest { .. } => "manifest",
         Control::Accept { .. } => "accept",
         Control::Resend { .. } => "resend",
         Control::Done => "done",

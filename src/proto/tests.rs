@@ -77,7 +77,11 @@ fn transfer(
             match action {
                 SenderAction::SendControl(msg) => {
                     let msg = match (msg, &faults.manifest) {
-                        (Control::Manifest(_), Some(_)) => Control::Manifest(offered.clone()),
+                        (Control::Manifest { .. }, Some(_)) => Control::Manifest {
+                            block_size: offered.block_size,
+                            entries: offered.entries.clone(),
+                            more: false,
+                        },
                         (msg, _) => msg,
                     };
                     receiver.handle_control(Control::decode(msg.encode().as_bytes()).unwrap());

@@ -5,14 +5,17 @@
 use serde::{Deserialize, Serialize};
 
 use super::hash::Cv;
-use super::manifest::Manifest;
+use super::manifest::{Entry, Manifest};
 
 /// Version of the transfer protocol spoken on the data channels.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest message either side sends or accepts on a data channel.
 pub const MAX_MESSAGE: usize = 65535;
-/// Largest control message accepted (a manifest of many files is the big one).
-pub const MAX_CONTROL_MESSAGE: usize = 64 << 20;
+/// Largest control message accepted. Senders keep manifest parts under
+/// [`MANIFEST_PART`], well inside the 64 KiB SCTP message limit.
+pub const MAX_CONTROL_MESSAGE: usize = MAX_MESSAGE;
+/// Target size of one manifest part, in bytes of JSON.
+pub const MANIFEST_PART: usize = 48 * 1024;
 
 /// Control messages, sent as JSON text on the `control` channel.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -20,8 +23,14 @@ pub const MAX_CONTROL_MESSAGE: usize = 64 << 20;
 pub enum Control {
     /// First message from both sides.
     Hello { protocol: u32, software: String },
-    /// Sender -> receiver: what is offered. Sent once, after hello.
-    Manifest(Manifest),
+    /// Sender -> receiver: what is offered, after hello, in one or more parts
+    /// so that every message stays small; `more` is true on all but the last.
+    Manifest {
+        block_size: u32,
+        entries: Vec<Entry>,
+        #[serde(default)]
+        more: bool,
+    },
     /// Receiver -> sender: start sending. `have` lists blocks the receiver
     /// already holds, verified, so the sender can skip them (resume).
     Accept {
@@ -48,6 +57,34 @@ pub struct HaveFile {
 pub struct HaveBlock {
     pub block: u64,
     pub cv: String,
+}
+
+/// The manifest as control messages, each at most about [`MANIFEST_PART`] bytes.
+pub fn manifest_parts(manifest: &Manifest) -> Vec<Control> {
+    let mut parts = Vec::new();
+    let mut entries = Vec::new();
+    let mut size = 0;
+    for entry in &manifest.entries {
+        // A path is at most 4 KiB, so one entry always fits a part.
+        let len = serde_json::to_string(entry).map_or(0, |s| s.len()) + 1;
+        if size + len > MANIFEST_PART && !entries.is_empty() {
+            let block_size = manifest.block_size;
+            parts.push(Control::Manifest {
+                block_size,
+                entries: std::mem::take(&mut entries),
+                more: true,
+            });
+            size = 0;
+        }
+        size += len;
+        entries.push(entry.clone());
+    }
+    parts.push(Control::Manifest {
+        block_size: manifest.block_size,
+        entries,
+        more: false,
+    });
+    parts
 }
 
 impl Control {
@@ -250,7 +287,7 @@ mod tests {
 
     #[test]
     fn control_round_trip_and_garbage() {
-        let m = Control::Manifest(Manifest {
+        let m = Control::Manifest {
             block_size: 1 << 20,
             entries: vec![Entry {
                 path: "a".into(),
@@ -258,7 +295,8 @@ mod tests {
                 size: Some(1),
                 mode: 0o644,
             }],
-        });
+            more: false,
+        };
         assert_eq!(Control::decode(m.encode().as_bytes()), Ok(m));
         assert_eq!(
             Control::decode(br#"{"type":"accept"}"#),
@@ -267,6 +305,39 @@ mod tests {
         assert!(Control::decode(b"{").is_err());
         assert!(Control::decode(br#"{"type":"nope"}"#).is_err());
         assert!(Control::decode(br#"{"type":"resend","file":-1,"block":0}"#).is_err());
+    }
+
+    #[test]
+    fn big_manifests_are_split_into_small_parts() {
+        let entries: Vec<Entry> = (0..5000)
+            .map(|i| Entry {
+                path: format!("folder/a-rather-long-file-name-{i}.txt"),
+                kind: EntryKind::File,
+                size: Some(i),
+                mode: 0o644,
+            })
+            .collect();
+        let manifest = Manifest {
+            block_size: 1 << 20,
+            entries: entries.clone(),
+        };
+        let parts = manifest_parts(&manifest);
+        assert!(parts.len() > 3);
+        let mut joined = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(
+                part.encode().len() <= MANIFEST_PART + 4096,
+                "part {i} too big"
+            );
+            let Control::Manifest { entries, more, .. } =
+                Control::decode(part.encode().as_bytes()).unwrap()
+            else {
+                panic!("not a manifest part");
+            };
+            assert_eq!(more, i + 1 < parts.len());
+            joined.extend(entries);
+        }
+        assert_eq!(joined, entries);
     }
 
     #[test]
