@@ -57,6 +57,19 @@ fn source(seed: u64) -> (tempfile::TempDir, PathBuf) {
     (dir, file)
 }
 
+/// A first run of a fresh source, with both sides killed at about 40%.
+fn both_killed_at_40_percent(seed: u64) -> (tempfile::TempDir, PathBuf, tempfile::TempDir) {
+    let (src, file) = source(seed);
+    let dst = tempdir();
+    let sender = send(&[path_str(&file)], None);
+    let mut first = spawn_receive(&sender.ticket, dst.path());
+    wait_for_fraction(dst.path(), "big.bin", 0.4);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let _ = sender.kill();
+    (src, file, dst)
+}
+
 /// The rerun moved at most what was missing plus one block.
 fn assert_moved_only_the_rest(recv: &Output, held_blocks: u64) {
     assert!(recv.status.success(), "{}", recv.stderr);
@@ -138,14 +151,7 @@ fn connection_cut_then_rerun_with_the_same_ticket() {
 
 #[test]
 fn corrupted_partial_block_is_detected_and_fetched_again() {
-    let (_src, file) = source(24);
-    let dst = tempdir();
-    let sender = send(&[path_str(&file)], None);
-    let mut first = spawn_receive(&sender.ticket, dst.path());
-    wait_for_fraction(dst.path(), "big.bin", 0.4);
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let _ = sender.kill();
+    let (_src, file, dst) = both_killed_at_40_percent(24);
     let held = state_blocks(dst.path(), "big.bin");
     // Flip bytes inside block 3 of the partial file.
     let part = dst.path().join(".big.bin.ferry-part");
@@ -168,14 +174,7 @@ fn corrupted_partial_block_is_detected_and_fetched_again() {
 
 #[test]
 fn changed_source_blocks_are_fetched_again() {
-    let (src, file) = source(25);
-    let dst = tempdir();
-    let sender = send(&[path_str(&file)], None);
-    let mut first = spawn_receive(&sender.ticket, dst.path());
-    wait_for_fraction(dst.path(), "big.bin", 0.4);
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let _ = sender.kill();
+    let (src, file, dst) = both_killed_at_40_percent(25);
     // The source changes in block 1 (same size) before the rerun.
     let mut data = std::fs::read(&file).unwrap();
     data[(MIB + 5) as usize] ^= 0x55;
