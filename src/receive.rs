@@ -197,10 +197,7 @@ async fn pump(
                             cv,
                             data,
                         };
-                        write_tx
-                            .send(cmd)
-                            .await
-                            .map_err(|_| anyhow!("the disk writer stopped"))
+                        to_writer(&write_tx, cmd).await
                     }
                 }
                 ReceiverAction::Finish { file, size, root } => {
@@ -222,10 +219,7 @@ async fn pump(
                             size,
                             mode,
                         };
-                        write_tx
-                            .send(cmd)
-                            .await
-                            .map_err(|_| anyhow!("the disk writer stopped"))
+                        to_writer(&write_tx, cmd).await
                     }
                 }
                 ReceiverAction::Finished => {
@@ -306,12 +300,16 @@ async fn start(
     ctx.progress
         .start(total, core.stats.bytes_resumed, &ctx.path);
     for cmd in cmds {
-        write_tx
-            .send(cmd)
-            .await
-            .map_err(|_| anyhow!("the disk writer stopped"))?;
+        to_writer(write_tx, cmd).await?;
     }
     Ok(())
+}
+
+/// Queue a command for the disk writer (waits while its queue is full).
+async fn to_writer(tx: &mpsc::Sender<WriteCmd>, cmd: WriteCmd) -> Result<()> {
+    tx.send(cmd)
+        .await
+        .map_err(|_| anyhow!("the disk writer stopped"))
 }
 
 fn lost_sender(reason: &str) -> anyhow::Error {
