@@ -131,10 +131,6 @@ impl Receiver {
         self.actions.pop_front()
     }
 
-    pub fn is_done(&self) -> bool {
-        self.phase == Phase::Done
-    }
-
     pub fn handle_control(&mut self, msg: Control) {
         if self.phase == Phase::Done {
             return;

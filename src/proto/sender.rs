@@ -176,10 +176,6 @@ impl Sender {
         !self.ready.is_empty()
     }
 
-    pub fn is_done(&self) -> bool {
-        self.phase == Phase::Done
-    }
-
     pub fn handle_control(&mut self, msg: Control) {
         if self.phase == Phase::Done {
             return;
