@@ -17,5 +17,6 @@ pub mod session;
 pub mod signal;
 pub mod ticket;
 pub mod transport;
+pub mod web;
 
 pub use session::exit_code;

@@ -19,8 +19,6 @@ use warp::Filter;
 
 use crate::signal::{codes, ClientMessage, IceServer, Position, ServerMessage};
 
-const INDEX_HTML: &str = include_str!("../web/index.html");
-
 /// Relays one connection may send in its lifetime. Signaling needs a few
 /// dozen; the cap bounds what a peer can queue for one that is not reading.
 pub const MAX_RELAYS_PER_CONNECTION: usize = 512;
@@ -118,10 +116,6 @@ fn routes(
     ctx: ConnCtx,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone + Send + Sync + 'static
 {
-    let index = warp::path::end()
-        .and(warp::get())
-        .map(|| warp::reply::html(INDEX_HTML));
-
     let rooms = warp::path!("v1" / "rooms" / String)
         .and(warp::ws())
         .and(warp::any().map(move || ctx.clone()))
@@ -144,9 +138,9 @@ fn routes(
                 )
             });
 
-    index
-        .or(rooms)
+    rooms
         .or(not_upgraded)
+        .or(crate::web::files())
         .recover(|_rejection: warp::Rejection| async {
             Ok::<_, Infallible>(warp::reply::with_status(
                 "not found\n",
@@ -380,6 +374,12 @@ async fn session(
     let mut relays = 0usize;
     loop {
         tokio::select! {
+            // Stop first: at shutdown the peer's own exit also queues a
+            // `Left`, and this client must hear `shutting_down`, not `peer_left`.
+            biased;
+            _ = stop.changed() => {
+                return End::Error(codes::SHUTTING_DOWN, "the server is shutting down".to_owned());
+            }
             frame = ws.next() => {
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
@@ -436,9 +436,6 @@ async fn session(
                 if !send_json(ws, &out).await {
                     return End::Gone;
                 }
-            }
-            _ = stop.changed() => {
-                return End::Error(codes::SHUTTING_DOWN, "the server is shutting down".to_owned());
             }
         }
     }
