@@ -24,6 +24,16 @@ function unaligned(bytes) {
 
 const hex = blake3.toHex;
 
+const official = JSON.parse(readFileSync(new URL('./blake3-official.json', import.meta.url), 'utf8'));
+
+test('hash matches the official BLAKE3 test vectors', () => {
+  assert.equal(official.cases.length, 35);
+  for (const { input_len: len, hash } of official.cases) {
+    assert.equal(hex(blake3.hash(input(len))), hash, `len ${len}`);
+    assert.equal(hex(new blake3.Hasher().update(unaligned(input(len))).finalize()), hash, `len ${len}, unaligned`);
+  }
+});
+
 test('hash matches the Rust crate for all vector lengths', () => {
   assert.equal(vectors.hashes.length, 22);
   for (const { len, hash } of vectors.hashes) {

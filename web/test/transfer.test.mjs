@@ -1,0 +1,215 @@
+// The page's sender and receiver talking to each other in memory (no
+// WebRTC): the same protocol paths the browser runs, checked byte for byte.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { hash, toHex } from '../blake3.js';
+import { Hasher } from '../hasher.js';
+import { decodeFrame, encodeBlockHeader, encodeData, encodeFileEnd, validateManifest } from '../protocol.js';
+import { Receiver } from '../receiver.js';
+import { Sender, buildOffer } from '../sender.js';
+
+function bytes(n, seed) {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Collects what a receiver saves, and whether it was finished or aborted. */
+class MemorySink {
+  constructor() {
+    this.files = new Map();
+    this.finished = false;
+    this.aborted = null;
+  }
+  async begin(manifest) {
+    this.manifest = manifest;
+  }
+  async openFile(entry) {
+    const chunks = [];
+    return {
+      write: async (b) => {
+        chunks.push(b.slice());
+      },
+      close: async () => {
+        this.files.set(entry.path, Buffer.concat(chunks));
+      },
+      abort: () => {},
+    };
+  }
+  async finish() {
+    this.finished = true;
+  }
+  abort(reason) {
+    this.aborted = reason;
+  }
+}
+
+/**
+ * Run a transfer. `tamper(frame bytes) -> bytes|null` may change data
+ * messages on their way (null drops them).
+ */
+function run(items, { tamper = (b) => b, sink = new MemorySink() } = {}) {
+  const { manifest, files } = buildOffer(items);
+  const hasher = new Hasher(0);
+  const events = { sender: [], receiver: [] };
+  return new Promise((resolve) => {
+    let ends = 0;
+    const end = () => {
+      if (++ends === 2) resolve({ events, sink });
+    };
+    const receiver = new Receiver({
+      sendControl: (m) => queueMicrotask(() => sender.handleControl(JSON.stringify(m))),
+      hasher,
+      onEvent: (ev) => {
+        events.receiver.push(ev);
+        if (ev.type === 'offer') receiver.accept(sink);
+        if (ev.type === 'done' || ev.type === 'failed') end();
+      },
+    });
+    const sender = new Sender({
+      manifest,
+      files,
+      hasher,
+      link: {
+        sendControl: (m) => queueMicrotask(() => receiver.handleControl(JSON.stringify(m))),
+        sendData: (b) => {
+          const out = tamper(b.slice());
+          if (out) receiver.handleData(out);
+          return new Promise((r) => setImmediate(r));
+        },
+      },
+      onEvent: (ev) => {
+        events.sender.push(ev);
+        if (ev.type === 'done' || ev.type === 'failed') end();
+      },
+    });
+    receiver.start();
+    sender.start();
+  });
+}
+
+const MiB = 1 << 20;
+
+test('a folder with empty, exact-block, multi-block and UTF-8 files arrives intact', async () => {
+  const data = {
+    'photos/a.bin': bytes(2.5 * MiB, 1),
+    'photos/empty': new Uint8Array(0),
+    'photos/deep/exact': bytes(MiB, 2),
+    'résumé ✓.txt': bytes(1000, 3),
+  };
+  const items = Object.entries(data).map(([path, b]) => ({ path, file: new Blob([b]) }));
+  items.push({ path: 'photos/nothing-here', dir: true });
+  const { events, sink } = await run(items);
+  assert.equal(events.receiver.at(-1).type, 'done', String(events.receiver.at(-1).error?.stack));
+  assert.equal(events.sender.at(-1).type, 'done');
+  assert.ok(sink.finished);
+  for (const [path, b] of Object.entries(data)) {
+    assert.deepEqual(new Uint8Array(sink.files.get(path)), b, path);
+    const reported = events.receiver.find((e) => e.type === 'file' && e.path === path);
+    assert.equal(reported.root, toHex(hash(b)), `root of ${path} equals BLAKE3 of the data`);
+  }
+  const offered = events.receiver.find((e) => e.type === 'offer').manifest.entries.map((e) => e.path);
+  assert.ok(offered.includes('photos/nothing-here') && offered.includes('photos/deep'));
+});
+
+test('a block corrupted once is asked for again and the file still arrives', async () => {
+  const b = bytes(3 * MiB + 5, 4);
+  let corrupted = 0;
+  const { events, sink } = await run([{ path: 'f', file: new Blob([b]) }], {
+    tamper: (m) => {
+      if (m[0] === 2 && corrupted === 0) {
+        corrupted += 1;
+        m[100] ^= 1;
+      }
+      return m;
+    },
+  });
+  assert.equal(corrupted, 1);
+  assert.equal(events.receiver.at(-1).type, 'done');
+  assert.deepEqual(new Uint8Array(sink.files.get('f')), b);
+});
+
+test('a block that is always corrupt fails the transfer after bounded retries, and nothing is saved', async () => {
+  const b = bytes(2 * MiB, 5);
+  let headers = 0;
+  const { events, sink } = await run([{ path: 'f', file: new Blob([b]) }], {
+    tamper: (m) => {
+      if (m[0] === 1) headers += 1;
+      if (m[0] === 2 && m.length > 10) m[5] ^= 0xff;
+      return m;
+    },
+  });
+  const last = events.receiver.at(-1);
+  assert.equal(last.type, 'failed');
+  assert.match(last.error.message, /failed verification/);
+  assert.ok(headers <= 2 + 4 * 2, `bounded: ${headers} block headers`);
+  assert.equal(sink.files.size, 0, 'no file was closed');
+  assert.ok(sink.aborted);
+  assert.equal(events.sender.at(-1).type, 'failed');
+});
+
+test('a wrong root hash in the file end leaves the file unsaved', async () => {
+  const b = bytes(MiB + 1, 6);
+  const { events, sink } = await run([{ path: 'f', file: new Blob([b]) }], {
+    tamper: (m) => {
+      if (m[0] === 3) m[20] ^= 1;
+      return m;
+    },
+  });
+  assert.equal(events.receiver.at(-1).type, 'failed');
+  assert.match(events.receiver.at(-1).error.message, /does not match/);
+  assert.equal(sink.files.size, 0);
+});
+
+test('more data than a block header announced is a protocol error', async () => {
+  let once = false;
+  const { events } = await run([{ path: 'f', file: new Blob([bytes(MiB, 7)]) }], {
+    tamper: (m) => {
+      if (m[0] === 1 && !once) {
+        once = true;
+        new DataView(m.buffer).setUint32(16, 10); // claims 10 bytes
+      }
+      return m;
+    },
+  });
+  assert.equal(events.receiver.at(-1).type, 'failed');
+});
+
+test('hostile manifests are refused before anything is written', () => {
+  const bad = ['../x', '/etc/passwd', 'a/../../b', 'C:\\x', 'a\u0000b', 'x/./y', '', 'a//b', 'c:x', 'a\u009bb'];
+  for (const path of bad) {
+    assert.throws(
+      () => validateManifest({ block_size: MiB, entries: [{ path, kind: 'file', size: 1, mode: 0 }] }),
+      /refused|unsafe/,
+      path,
+    );
+  }
+  const entries = (paths) => paths.map((path) => ({ path, kind: 'file', size: 1, mode: 0 }));
+  assert.throws(() => validateManifest({ block_size: MiB, entries: entries(['a', 'a']) }), /twice/);
+  assert.throws(() => validateManifest({ block_size: MiB, entries: entries(['A', 'a']) }), /case/);
+  assert.throws(() => validateManifest({ block_size: MiB, entries: entries(['a', 'a/b']) }), /inside/);
+  assert.throws(() => validateManifest({ block_size: 1000, entries: entries(['a']) }), /block size/);
+  assert.throws(() => validateManifest({ block_size: MiB, entries: [] }), /empty/);
+  assert.throws(() => validateManifest({ block_size: MiB, entries: entries(['x'.repeat(256)]) }), /255/);
+});
+
+test('data frames round-trip and malformed ones are refused', () => {
+  const cv = bytes(32, 8);
+  assert.deepEqual(decodeFrame(encodeBlockHeader(7, 2 ** 40, 65536, cv)), { kind: 'block', file: 7, block: 2 ** 40, len: 65536, cv });
+  assert.deepEqual(decodeFrame(encodeFileEnd(3, 123456789, cv)), { kind: 'end', file: 3, size: 123456789, root: cv });
+  assert.deepEqual(decodeFrame(encodeData(Uint8Array.of(9, 8))).bytes, Uint8Array.of(9, 8));
+  for (const bad of [new Uint8Array(0), Uint8Array.of(2), Uint8Array.of(4, 0), encodeBlockHeader(1, 1, 1, cv).subarray(0, 51)]) {
+    assert.throws(() => decodeFrame(bad));
+  }
+  const huge = encodeFileEnd(0, 0, cv);
+  new DataView(huge.buffer).setBigUint64(8, 2n ** 63n);
+  assert.throws(() => decodeFrame(huge), /out of range/);
+});
