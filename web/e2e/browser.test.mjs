@@ -1,0 +1,348 @@
+// The browser client against the real CLI and itself, in headless Chromium:
+// real processes, real sockets, real downloads on disk.
+
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import jsQR from 'jsqr';
+
+import { parseTicket } from '../ticket.js';
+import {
+  b3,
+  browser,
+  ferry,
+  lanIp,
+  loadPlaywright,
+  randomFile,
+  sameFile,
+  screenshot,
+  serve,
+  tempDir,
+  unzip,
+  waitState,
+} from './harness.mjs';
+
+const MiB = 1 << 20;
+const BIG = Number(process.env.FERRY_E2E_BIG_MIB ?? 300) * MiB;
+
+let pw;
+let src;
+before(async () => {
+  pw = await loadPlaywright();
+  // One offer used by every test: a big file, an empty file, a small one in a folder.
+  src = tempDir('src');
+  randomFile(path.join(src, 'big.bin'), BIG);
+  randomFile(path.join(src, 'empty.txt'), 0);
+  randomFile(path.join(src, 'docs', 'notes ✓.txt'), 12345);
+});
+
+const files = () => [path.join(src, 'big.bin'), path.join(src, 'empty.txt'), path.join(src, 'docs', 'notes ✓.txt')];
+
+/** Rasterise the page's QR code in the page and decode it with jsQR, as a phone camera would. */
+async function scanQr(page) {
+  const side = 400;
+  const rgba = await page.evaluate(async (side) => {
+    const svg = document.querySelector('#qr svg').outerHTML;
+    const url = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
+    const img = new Image();
+    img.src = url;
+    await img.decode();
+    const canvas = new OffscreenCanvas(side, side);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(img, 0, 0, side, side);
+    URL.revokeObjectURL(url);
+    return Array.from(ctx.getImageData(0, 0, side, side).data);
+  }, side);
+  const code = jsQR(Uint8ClampedArray.from(rgba), side, side);
+  assert.ok(code, 'no QR code found on the page');
+  return code.data;
+}
+
+/** Every file under `dir`, relative, sorted. */
+function tree(dir, prefix = '') {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tree(path.join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`],
+  ).sort();
+}
+
+test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (mDNS) host addresses', async () => {
+  const b = await browser(pw, { mdns: true });
+  const sender = ferry(['send', src, '--json']);
+  try {
+    const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    const page = await b.context.newPage();
+    const sentToServer = recordTraffic(page);
+    // As printed: http://LAN-IP:port, not a secure context, so the page saves through a Blob.
+    await page.goto(link);
+    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    await screenshot(page, 'receive-1-offer');
+    assert.match(await page.textContent('#offer-summary'), /3 files/);
+    const download = page.waitForEvent('download', { timeout: 300_000 });
+    await page.click('#save-download');
+    await screenshot(page, 'receive-2-transferring');
+    await waitState(page, 'done');
+    await screenshot(page, 'receive-3-done');
+    const dl = await download;
+    const out = tempDir('cli-to-browser');
+    const zip = path.join(out, dl.suggestedFilename());
+    await dl.saveAs(zip);
+    assert.equal(path.basename(zip), `${path.basename(src)}.zip`);
+    unzip(zip, out);
+    const got = path.join(out, path.basename(src));
+    assert.deepEqual(tree(got), ['big.bin', 'docs/notes ✓.txt', 'empty.txt']);
+    for (const f of ['big.bin', 'empty.txt', 'docs/notes ✓.txt']) {
+      assert.ok(await sameFile(path.join(src, f), path.join(got, f)), `${f} differs`);
+    }
+    // The page reports the BLAKE3 it verified, equal to b3sum of the source.
+    const shown = await page.$eval('#results li[data-path$="big.bin"]', (li) => li.dataset.blake3);
+    assert.equal(shown, await b3(path.join(src, 'big.bin')));
+    // The tab did not hold the file: its JavaScript heap stays far below the file's size.
+    const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
+    assert.ok(heap < 100 * MiB, `the page's heap grew to ${heap} bytes`);
+    const result = await sender.exited;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout.trim().split('\n').pop()).ok, true);
+    // The ticket stayed in the fragment: no request line, header or WebSocket frame carried it.
+    const ticket = link.slice(link.indexOf('#') + 1);
+    const { secret } = parseTicket(ticket);
+    const traffic = (await sentToServer()).join('\n');
+    assert.ok(traffic.includes('/v1/rooms/'), 'the recording saw the signaling');
+    for (const form of [ticket, ticket.slice(5, 40), Buffer.from(secret).toString('hex'), Buffer.from(secret).toString('base64url')]) {
+      assert.ok(!traffic.includes(form), `the page sent its ticket or secret to the server (${form.slice(0, 12)}…)`);
+    }
+  } finally {
+    sender.kill();
+    await b.close();
+  }
+});
+
+/** Everything a page sends to servers: request lines and headers, WebSocket frames. */
+function recordTraffic(page) {
+  const seen = [];
+  const pending = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    seen.push(`${r.method()} ${u.origin}${u.pathname}${u.search}`);
+    pending.push(r.allHeaders().then((h) => seen.push(JSON.stringify(h)), () => {}));
+  });
+  page.on('websocket', (ws) => {
+    seen.push(`WS ${ws.url()}`);
+    ws.on('framesent', (f) => seen.push(String(f.payload)));
+  });
+  return async () => {
+    await Promise.all(pending);
+    return seen;
+  };
+}
+
+test('browser to CLI: picked files arrive byte-identical with b3sum-equal hashes', async () => {
+  const server = await serve();
+  const b = await browser(pw);
+  let receiver = null;
+  try {
+    const page = await b.context.newPage();
+    await page.goto(server.lan);
+    await screenshot(page, 'start');
+    await page.setInputFiles('#files-input', files());
+    await page.waitForFunction(() => document.getElementById('ticket').value.startsWith('ferry'));
+    await waitState(page, 'waiting');
+    await screenshot(page, 'send-1-waiting');
+    const ticket = await page.inputValue('#ticket');
+    const link = await page.inputValue('#link');
+    assert.equal(link, `${server.lan}/#${ticket}`);
+    assert.equal((await scanQr(page)).toLowerCase(), link.toLowerCase(), 'the QR code is the link');
+    const out = tempDir('browser-to-cli');
+    receiver = ferry(['receive', ticket, '--out', out, '--yes', '--json']);
+    await waitState(page, 'transferring', 60_000);
+    await screenshot(page, 'send-2-transferring');
+    const result = await receiver.exited;
+    assert.equal(result.code, 0, result.stderr);
+    await waitState(page, 'done');
+    await screenshot(page, 'send-3-done');
+    const summary = JSON.parse(result.stdout.trim().split('\n').pop());
+    assert.equal(summary.ok, true);
+    for (const f of files()) {
+      const name = path.basename(f);
+      assert.ok(await sameFile(f, path.join(out, name)), `${name} differs`);
+      assert.equal(summary.blake3[name], await b3(f), `hash of ${name}`);
+    }
+    assert.equal(statSync(path.join(out, 'empty.txt')).size, 0);
+  } finally {
+    receiver?.kill();
+    await b.close();
+    server.proc.kill();
+  }
+});
+
+test('browser to browser through ferry serve: streamed to disk through the service worker', async () => {
+  const server = await serve();
+  const b = await browser(pw);
+  try {
+    const senderPage = await b.context.newPage();
+    // 127.0.0.1 is a secure context: the receiving page streams its download through sw.js.
+    await senderPage.goto(server.local);
+    await senderPage.setInputFiles('#files-input', files());
+    await senderPage.waitForFunction(() => document.getElementById('link').value.includes('#ferry'));
+    const link = await senderPage.inputValue('#link');
+    const receiverPage = await b.context.newPage();
+    await receiverPage.goto(link);
+    await receiverPage.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    const download = receiverPage.waitForEvent('download', { timeout: 300_000 });
+    await receiverPage.click('#save-download');
+    await waitState(receiverPage, 'done');
+    await waitState(senderPage, 'done');
+    const dl = await download;
+    const out = tempDir('browser-to-browser');
+    const zip = path.join(out, 'got.zip');
+    await dl.saveAs(zip);
+    unzip(zip, out);
+    for (const f of files()) {
+      const name = path.basename(f);
+      assert.ok(await sameFile(f, path.join(out, name)), `${name} differs`);
+    }
+    assert.equal(await receiverPage.evaluate(() => Boolean(navigator.serviceWorker.controller || window.isSecureContext)), true);
+  } finally {
+    await b.close();
+    server.proc.kill();
+  }
+});
+
+test('CLI to browser into a picked folder (File System Access): files land in place, existing ones are kept', async () => {
+  const b = await browser(pw);
+  // One server for every run: the picked folder lives in the page's origin.
+  const server = await serve();
+  const procs = [];
+  try {
+    const page = await b.context.newPage();
+    // The picker needs a person; the origin-private file system is the same API without one.
+    await page.addInitScript(() => {
+      window.showDirectoryPicker = async () => {
+        const root = await navigator.storage.getDirectory();
+        return root.getDirectoryHandle('picked', { create: true });
+      };
+    });
+    const run = async (replace) => {
+      const sender = ferry(['send', path.join(src, 'docs'), path.join(src, 'empty.txt'), '--server', `ws://127.0.0.1:${server.port}`]);
+      procs.push(sender);
+      const ticket = (await sender.line(/^(ferry\S+)/m, 'a ticket'))[1];
+      await page.goto('about:blank');
+      await page.goto(`${server.local}/#${ticket}`);
+      await page.waitForSelector('#save-folder:visible', { timeout: 60_000 });
+      if (replace) await page.check('#replace');
+      await page.click('#save-folder');
+      await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('main').dataset.state), null, {
+        timeout: 60_000,
+      });
+      return { status: await page.textContent('#status'), sender: await sender.exited };
+    };
+    const first = await run(false);
+    assert.match(first.status, /verified/, first.status);
+    assert.equal(first.sender.code, 0);
+    const saved = await page.evaluate(async () => {
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('picked');
+      const read = async (dir, name) => new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
+      const docs = await root.getDirectoryHandle('docs');
+      return { notes: Array.from(await read(docs, 'notes ✓.txt')), empty: (await read(root, 'empty.txt')).length };
+    });
+    assert.deepEqual(Buffer.from(saved.notes), readFileSync(path.join(src, 'docs', 'notes ✓.txt')));
+    assert.equal(saved.empty, 0);
+    // Again into the same folder: refused without "Replace existing files", done with it.
+    const second = await run(false);
+    assert.match(second.status, /already exists/, second.status);
+    assert.notEqual(second.sender.code, 0);
+    const third = await run(true);
+    assert.match(third.status, /verified/, third.status);
+  } finally {
+    for (const p of procs) p.kill();
+    await b.close();
+    server.proc.kill();
+  }
+});
+
+test('bad tickets and cancelling on either side give clear errors, and nothing is saved', async () => {
+  const server = await serve();
+  const b = await browser(pw);
+  const ws = `ws://${lanIp()}:${server.port}`;
+  const procs = [];
+  try {
+    const page = await b.context.newPage();
+    await page.goto(`${server.local}/#ferrynotaticket`);
+    await waitState(page, 'failed').catch(() => {});
+    assert.match(await page.textContent('#status'), /not valid/);
+    await screenshot(page, 'error-bad-ticket');
+
+    // The sender stops (Ctrl-C) while the page shows its offer.
+    const first = ferry(['send', path.join(src, 'docs'), '--server', ws]);
+    procs.push(first);
+    const [, link] = await first.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    await page.goto('about:blank');
+    await page.goto(link);
+    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    first.child.kill('SIGINT');
+    await waitState(page, 'failed').catch(() => {});
+    assert.match(await page.textContent('#status'), /stopped|went away|closed/);
+    assert.equal((await first.exited).code, 130);
+    await screenshot(page, 'error-sender-cancelled');
+
+    // The page cancels mid-transfer: the CLI sender stops with the page's reason.
+    const second = ferry(['send', path.join(src, 'big.bin'), '--server', ws]);
+    procs.push(second);
+    const [, link2] = await second.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    await page.goto('about:blank');
+    await page.goto(link2);
+    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    let downloads = 0;
+    page.on('download', () => {
+      downloads += 1;
+    });
+    await page.click('#save-download');
+    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 60_000 });
+    await page.click('#cancel');
+    await waitState(page, 'failed').catch(() => {});
+    assert.match(await page.textContent('#status'), /cancelled/i);
+    const result = await second.exited;
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /cancelled by the user/);
+    assert.equal(downloads, 0, 'a cancelled transfer offers no download');
+  } finally {
+    for (const p of procs) p.kill();
+    await b.close();
+    server.proc.kill();
+  }
+});
+
+test('BLAKE3 in the browser (main thread and worker) matches the official test vectors', async () => {
+  const server = await serve();
+  const b = await browser(pw);
+  try {
+    const page = await b.context.newPage();
+    await page.goto(server.local);
+    const vectors = JSON.parse(readFileSync(new URL('../test/blake3-official.json', import.meta.url), 'utf8')).cases;
+    const results = await page.evaluate(async (cases) => {
+      const { hash, toHex } = await import('./blake3.js');
+      const { Hasher } = await import('./hasher.js');
+      const pool = new Hasher(1);
+      const input = (n) => Uint8Array.from({ length: n }, (_, i) => i % 251);
+      const out = [];
+      for (const c of cases) {
+        // The worker answers a one-block job with the hash of the block itself.
+        const viaWorker = await pool.hashBlock(input(c.input_len), 0, true);
+        out.push({ main: toHex(hash(input(c.input_len))), worker: toHex(viaWorker.root), workers: pool.pool.length });
+      }
+      pool.close();
+      return out;
+    }, vectors.filter((c) => c.input_len > 0));
+    const nonEmpty = vectors.filter((c) => c.input_len > 0);
+    assert.equal(results.length, 34);
+    results.forEach((r, i) => {
+      assert.equal(r.main, nonEmpty[i].hash, `main thread, length ${nonEmpty[i].input_len}`);
+      assert.equal(r.worker, nonEmpty[i].hash, `worker, length ${nonEmpty[i].input_len}`);
+      assert.equal(r.workers, 1, 'the hashing ran in a Web Worker');
+    });
+  } finally {
+    await b.close();
+    server.proc.kill();
+  }
+});

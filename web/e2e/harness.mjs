@@ -1,0 +1,168 @@
+// What the browser tests share: the ferry binary, headless Chromium through
+// playwright-core, test files, and checks that read real bytes from disk.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Hasher as Blake3 } from '../blake3.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, '../..');
+export const ferryBin = process.env.FERRY_BIN ?? path.join(repo, 'target/release/ferry');
+export const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+export const shots = process.env.FERRY_SCREENSHOTS ?? path.join(repo, 'target/screenshots');
+
+/** Fail loudly (never skip) when something the tests need is missing. */
+export async function loadPlaywright() {
+  if (!existsSync(ferryBin)) throw new Error(`${ferryBin} is missing: run cargo build --release first`);
+  if (!existsSync(chromiumPath)) {
+    throw new Error(`Chromium not found at ${chromiumPath}: install it with "apt-get install chromium" (or set CHROMIUM)`);
+  }
+  try {
+    return await import('playwright-core');
+  } catch {
+    throw new Error('playwright-core is missing: run "npm ci" in web/');
+  }
+}
+
+/**
+ * A headless Chromium. `mdns: true` keeps Chromium's default of hiding host
+ * addresses behind random .local names, as every user's browser does.
+ */
+export async function browser(pw, { mdns = false } = {}) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ferry-chromium-'));
+  const args = [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ];
+  if (!mdns) args.push('--disable-features=WebRtcHideLocalIpsWithMdns');
+  const context = await pw.chromium.launchPersistentContext(dir, {
+    executablePath: chromiumPath,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 900, height: 900 },
+    args,
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function tempDir(name) {
+  return mkdtempSync(path.join(tmpdir(), `ferry-e2e-${name}-`));
+}
+
+/** Write `size` random bytes to `file` (in 8 MiB pieces). */
+export function randomFile(file, size) {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const fd = openSync(file, 'w');
+  const buf = Buffer.alloc(8 << 20);
+  for (let left = size; left > 0; left -= buf.length) {
+    const n = Math.min(left, buf.length);
+    randomFillSync(buf, 0, n);
+    writeSync(fd, buf, 0, n);
+  }
+  closeSync(fd);
+}
+
+/** BLAKE3 of a file, as b3sum prints it. */
+export async function b3(file) {
+  const h = new Blake3();
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) h.update(chunk);
+  return Buffer.from(h.finalize()).toString('hex');
+}
+
+/** True when two files have the same bytes (compared by hash and size). */
+export async function sameFile(a, b) {
+  return (await b3(a)) === (await b3(b));
+}
+
+/** A running ferry process; `lines` collects stdout and stderr lines. */
+export function ferry(args, opts = {}) {
+  const child = spawn(ferryBin, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  const out = { stdout: '', stderr: '' };
+  child.stdout.on('data', (d) => {
+    out.stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    out.stderr += d;
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code, sig) => resolve({ code, sig, ...out })));
+  return {
+    child,
+    out,
+    exited,
+    /** Resolves to the first stdout line that matches. */
+    async line(re, what, ms = 30_000) {
+      const start = Date.now();
+      while (Date.now() - start < ms) {
+        const m = out.stdout.match(re) ?? out.stderr.match(re);
+        if (m) return m;
+        if (child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`ferry did not print ${what}; stdout:\n${out.stdout}\nstderr:\n${out.stderr}`);
+    },
+    kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** `ferry serve` on a free port of every interface; resolves to its http://LAN-IP:port. */
+export async function serve() {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const proc = ferry(['serve', '--listen', `0.0.0.0:${port}`]);
+  await proc.line(/listening on/, 'its address');
+  return { proc, port, lan: `http://${lanIp()}:${port}`, local: `http://127.0.0.1:${port}` };
+}
+
+/** This machine's first non-loopback IPv4 address (Chromium gathers no loopback candidates). */
+export function lanIp() {
+  const r = spawnSync('ip', ['-4', '-o', 'addr', 'show', 'scope', 'global']);
+  const m = String(r.stdout).match(/inet (\d+\.\d+\.\d+\.\d+)/);
+  if (!m) throw new Error('the browser tests need a non-loopback IPv4 interface (Chromium gathers no loopback candidates)');
+  return m[1];
+}
+
+/** Extract a ZIP with Python's zipfile (an independent reader), testing every CRC. */
+export function unzip(zipFile, dest) {
+  const code = 'import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nbad = z.testzip()\nassert bad is None, bad\nz.extractall(sys.argv[2])';
+  const r = spawnSync('python3', ['-c', code, zipFile, dest]);
+  if (r.status !== 0) throw new Error(`the ZIP did not extract: ${r.stderr}`);
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+}
+
+/** Wait until the page's transfer reaches `state` (or fails, which throws with the page's message). */
+export async function waitState(page, state, ms = 120_000) {
+  const handle = await page.waitForFunction(
+    (want) => {
+      const s = document.getElementById('main').dataset.state;
+      return s === want || s === 'failed' ? s : null;
+    },
+    state,
+    { timeout: ms, polling: 100 },
+  );
+  const got = await handle.jsonValue();
+  if (got !== state) {
+    const status = await page.textContent('#status');
+    throw new Error(`the page failed instead of reaching "${state}": ${status}`);
+  }
+}
