@@ -86,4 +86,26 @@ pub struct ServeArgs {
     /// Address to listen on for HTTP and WebSocket signaling
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     pub listen: SocketAddr,
+    /// UDP address of the built-in STUN responder, offered to every client
+    #[arg(long, default_value = "0.0.0.0:3478", value_name = "ADDR")]
+    pub stun_listen: SocketAddr,
+    /// Run no STUN responder
+    #[arg(long, conflicts_with = "stun_listen")]
+    pub no_stun: bool,
+    /// Secret shared with a TURN server (coturn's static-auth-secret): hand
+    /// every client short-lived credentials for --turn-url
+    #[arg(
+        long,
+        env = "FERRY_TURN_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        requires = "turn_url"
+    )]
+    pub turn_secret: Option<String>,
+    /// The TURN server of --turn-secret, e.g. turn:turn.example.org:3478 (repeatable)
+    #[arg(long, value_name = "URL", requires = "turn_secret")]
+    pub turn_url: Vec<String>,
+    /// How long minted TURN credentials stay valid, in seconds
+    #[arg(long, default_value_t = 12 * 3600, value_name = "SECS")]
+    pub turn_ttl: u64,
 }

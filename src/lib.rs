@@ -15,8 +15,10 @@ pub mod send;
 pub mod serve;
 pub mod session;
 pub mod signal;
+pub mod stun;
 pub mod ticket;
 pub mod transport;
+pub mod turn;
 pub mod web;
 
 pub use session::exit_code;

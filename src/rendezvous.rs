@@ -18,6 +18,7 @@ use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
 use crate::signal::{codes, ClientMessage, IceServer, Position, ServerMessage};
+use crate::turn::TurnRest;
 
 /// Relays one connection may send in its lifetime. Signaling needs a few
 /// dozen; the cap bounds what a peer can queue for one that is not reading.
@@ -38,6 +39,12 @@ pub struct Config {
     pub max_rooms: usize,
     /// Sent to every client in `welcome`.
     pub ice_servers: Vec<IceServer>,
+    /// The UDP port of this server's own STUN responder, if it runs one:
+    /// clients are told `stun:HOST:PORT`, HOST being the host they reached
+    /// this server by (their `Host` header).
+    pub stun_port: Option<u16>,
+    /// Mints TURN credentials for each client, if a TURN secret is set.
+    pub turn: Option<TurnRest>,
 }
 
 impl Default for Config {
@@ -47,6 +54,8 @@ impl Default for Config {
             room_ttl: Duration::from_secs(24 * 60 * 60),
             max_rooms: 10_000,
             ice_servers: Vec::new(),
+            stun_port: None,
+            turn: None,
         }
     }
 }
@@ -78,6 +87,8 @@ pub async fn run(
         stop: stop_rx,
         max_message_bytes: config.max_message_bytes,
         ice_servers: config.ice_servers,
+        stun_port: config.stun_port,
+        turn: config.turn,
         _alive: alive_tx,
     };
     tracing::info!(%addr, "rendezvous server listening");
@@ -109,7 +120,38 @@ struct ConnCtx {
     stop: watch::Receiver<bool>,
     max_message_bytes: usize,
     ice_servers: Vec<IceServer>,
+    stun_port: Option<u16>,
+    turn: Option<TurnRest>,
     _alive: mpsc::Sender<()>,
+}
+
+impl ConnCtx {
+    /// What `welcome` offers a client that reached us as `host`: the
+    /// configured servers, our own STUN responder, fresh TURN credentials.
+    fn ice_servers_for(&self, host: Option<&str>) -> Vec<IceServer> {
+        let mut out = self.ice_servers.clone();
+        if let (Some(port), Some(host)) = (self.stun_port, host.and_then(host_name)) {
+            out.push(IceServer {
+                urls: vec![format!("stun:{host}:{port}")],
+                ..Default::default()
+            });
+        }
+        if let Some(turn) = &self.turn {
+            out.push(turn.credentials(std::time::SystemTime::now(), "ferry"));
+        }
+        out
+    }
+}
+
+/// The host part of a `Host` header (`name`, `name:port`, `[v6]:port`),
+/// or `None` if it is not a plain host name or address.
+fn host_name(header: &str) -> Option<&str> {
+    let host = match header.strip_prefix('[') {
+        Some(rest) => &header[..rest.find(']')? + 2],
+        None => header.rsplit_once(':').map_or(header, |(h, _)| h),
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._:[]".contains(c);
+    (!host.is_empty() && host.chars().all(plain)).then_some(host)
 }
 
 fn routes(
@@ -118,15 +160,19 @@ fn routes(
 {
     let rooms = warp::path!("v1" / "rooms" / String)
         .and(warp::ws())
+        .and(warp::header::optional::<String>("host"))
         .and(warp::any().map(move || ctx.clone()))
-        .map(|room: String, ws: warp::ws::Ws, ctx: ConnCtx| {
-            // Let frames a little over the limit through so the client gets a
-            // clear `too_large` rather than a dropped connection.
-            let hard_cap = ctx.max_message_bytes.saturating_mul(2).max(4096);
-            ws.max_message_size(hard_cap)
-                .max_frame_size(hard_cap)
-                .on_upgrade(move |socket| connection(socket, room, ctx))
-        });
+        .map(
+            |room: String, ws: warp::ws::Ws, host: Option<String>, ctx: ConnCtx| {
+                let ice_servers = ctx.ice_servers_for(host.as_deref());
+                // Let frames a little over the limit through so the client gets a
+                // clear `too_large` rather than a dropped connection.
+                let hard_cap = ctx.max_message_bytes.saturating_mul(2).max(4096);
+                ws.max_message_size(hard_cap)
+                    .max_frame_size(hard_cap)
+                    .on_upgrade(move |socket| connection(socket, room, ice_servers, ctx))
+            },
+        );
 
     let not_upgraded =
         warp::path!("v1" / "rooms" / String)
@@ -311,7 +357,7 @@ enum End {
     Error(&'static str, String),
 }
 
-async fn connection(mut ws: WebSocket, room: String, ctx: ConnCtx) {
+async fn connection(mut ws: WebSocket, room: String, ice_servers: Vec<IceServer>, ctx: ConnCtx) {
     if !is_valid_room_id(&room) {
         tracing::debug!("refused a malformed room id");
         let msg = "the room id must be 32 lowercase hex characters".to_owned();
@@ -352,7 +398,7 @@ async fn connection(mut ws: WebSocket, room: String, ctx: ConnCtx) {
 
     let welcome = ServerMessage::Welcome {
         position,
-        ice_servers: ctx.ice_servers.clone(),
+        ice_servers,
     };
     let end = if send_json(&mut ws, &welcome).await {
         session(&mut ws, &mut inbox, peer, &ctx).await
@@ -502,6 +548,18 @@ mod tests {
     }
 
     const ROOM: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn host_names_from_host_headers() {
+        assert_eq!(host_name("example.org"), Some("example.org"));
+        assert_eq!(host_name("example.org:8080"), Some("example.org"));
+        assert_eq!(host_name("203.0.113.1:8080"), Some("203.0.113.1"));
+        assert_eq!(host_name("[2001:db8::1]:8080"), Some("[2001:db8::1]"));
+        assert_eq!(host_name("[2001:db8::1"), None);
+        assert_eq!(host_name(""), None);
+        assert_eq!(host_name("evil.org/x?y:1"), None);
+        assert_eq!(host_name("a b:1"), None);
+    }
 
     #[test]
     fn room_ids() {

@@ -1,20 +1,78 @@
-//! `ferry serve`: the standalone rendezvous (signaling and the web page).
+//! `ferry serve`: the standalone rendezvous (signaling, the web page, a STUN
+//! responder and TURN credentials).
+
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
 use crate::cli::{Common, ServeArgs};
 use crate::rendezvous::{self, Config};
+use crate::session::UsageError;
+use crate::turn::TurnRest;
 
 pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
+    let mut config = Config {
+        // --stun/--turn given to serve are handed to every client.
+        ice_servers: crate::session::ice_servers(&common)?,
+        ..Config::default()
+    };
+    if let Some(secret) = args.turn_secret {
+        if let Some(bad) = args
+            .turn_url
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            return Err(UsageError(format!(
+                "--turn-url {bad:?} must start with turn: or turns:"
+            ))
+            .into());
+        }
+        config.turn = Some(TurnRest::new(
+            secret,
+            args.turn_url.clone(),
+            Duration::from_secs(args.turn_ttl),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let bound = listener.local_addr()?;
+    let cancel = crate::session::cancel_on_ctrl_c();
+
+    let stun = if args.no_stun {
+        None
+    } else {
+        let socket = tokio::net::UdpSocket::bind(args.stun_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for STUN on udp {} (--stun-listen to move it, --no-stun to run none)",
+                    args.stun_listen
+                )
+            })?;
+        let addr = socket.local_addr()?;
+        config.stun_port = Some(addr.port());
+        Some((
+            addr,
+            tokio::spawn(crate::stun::serve(socket, cancel.clone())),
+        ))
+    };
+
     if !common.quiet {
         eprintln!(
             "ferry rendezvous listening on http://{bound} (signaling at ws://{bound}/v1/rooms/...)"
         );
+        if let Some((addr, _)) = &stun {
+            eprintln!("STUN on udp {addr}");
+        }
+        if !args.turn_url.is_empty() {
+            eprintln!("TURN credentials for {}", args.turn_url.join(", "));
+        }
     }
-    let cancel = crate::session::cancel_on_ctrl_c();
-    rendezvous::run(listener, Config::default(), cancel.cancelled_owned()).await
+    let result = rendezvous::run(listener, config, cancel.clone().cancelled_owned()).await;
+    cancel.cancel();
+    if let Some((_, task)) = stun {
+        let _ = task.await;
+    }
+    result
 }

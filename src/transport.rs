@@ -19,7 +19,7 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder, StatsSelector,
+    RTCSessionDescription, SettingEngineBuilder,
 };
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
@@ -467,31 +467,28 @@ impl Link {
         DataSender(self.data.clone())
     }
 
-    /// The type of the selected candidate pair.
+    /// The kind of network path of the selected candidate pair, judged from
+    /// both of its ends: a relay at either end makes it `Relay`; a server-
+    /// reflexive (NAT-mapped) address, or a peer-reflexive one that is public,
+    /// makes it `Srflx`; otherwise `Direct`.
     pub async fn path(&self) -> PathKind {
-        use webrtc::peer_connection::RTCStatsReportEntry as E;
-        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        let Some(transport) = report.transport() else {
+        let Some(sctp) = self.pc.sctp().await else {
             return PathKind::Unknown;
         };
-        let Some(E::IceCandidatePair(pair)) = report.get(&transport.selected_candidate_pair_id)
-        else {
+        let ice = sctp.transport().ice_transport();
+        let Ok(Some(pair)) = ice.get_selected_candidate_pair().await else {
             return PathKind::Unknown;
         };
-        // webrtc 0.21 reports only local candidates (under a prefixed id), so
-        // the path is judged from our end of the pair.
-        let local = format!("RTCLocalIceCandidate_{}", pair.local_candidate_id);
-        match report
-            .get(&local)
-            .or_else(|| report.get(&pair.local_candidate_id))
-        {
-            Some(E::LocalCandidate(c)) => match c.candidate_type {
-                RTCIceCandidateType::Relay => PathKind::Relay,
-                RTCIceCandidateType::Srflx | RTCIceCandidateType::Prflx => PathKind::Srflx,
-                RTCIceCandidateType::Host => PathKind::Direct,
-                _ => PathKind::Unknown,
-            },
-            _ => PathKind::Unknown,
+        let kinds = [pair.local(), pair.remote()].map(|c| candidate_kind(c.typ, Some(&c.address)));
+        tracing::debug!(%pair, ?kinds, "selected candidate pair");
+        if kinds.contains(&PathKind::Relay) {
+            PathKind::Relay
+        } else if kinds.contains(&PathKind::Srflx) {
+            PathKind::Srflx
+        } else if kinds.contains(&PathKind::Unknown) {
+            PathKind::Unknown
+        } else {
+            PathKind::Direct
         }
     }
 
@@ -523,9 +520,76 @@ impl Link {
     }
 }
 
+/// What one end of a candidate pair says about the path.
+fn candidate_kind(kind: RTCIceCandidateType, address: Option<&str>) -> PathKind {
+    match kind {
+        RTCIceCandidateType::Relay => PathKind::Relay,
+        RTCIceCandidateType::Srflx => PathKind::Srflx,
+        // Learned from the peer's checks: through a NAT if it came from a
+        // public address, else the peer's own (perhaps mDNS-hidden) LAN address.
+        RTCIceCandidateType::Prflx => {
+            match address.and_then(|a| a.parse::<std::net::IpAddr>().ok()) {
+                Some(ip) if !is_local_address(ip) => PathKind::Srflx,
+                _ => PathKind::Direct,
+            }
+        }
+        RTCIceCandidateType::Host => PathKind::Direct,
+        _ => PathKind::Unknown,
+    }
+}
+
+/// Loopback, private (RFC 1918, fc00::/7), link-local or shared (100.64/10) addresses.
+fn is_local_address(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidate_kinds() {
+        use RTCIceCandidateType as T;
+        assert_eq!(candidate_kind(T::Host, Some("10.0.0.2")), PathKind::Direct);
+        assert_eq!(
+            candidate_kind(T::Srflx, Some("203.0.113.11")),
+            PathKind::Srflx
+        );
+        assert_eq!(
+            candidate_kind(T::Relay, Some("203.0.113.2")),
+            PathKind::Relay
+        );
+        assert_eq!(
+            candidate_kind(T::Prflx, Some("203.0.113.12")),
+            PathKind::Srflx
+        );
+        assert_eq!(
+            candidate_kind(T::Prflx, Some("192.168.1.20")),
+            PathKind::Direct
+        );
+        assert_eq!(
+            candidate_kind(T::Prflx, Some("100.72.1.1")),
+            PathKind::Direct
+        );
+        assert_eq!(candidate_kind(T::Prflx, Some("fd00::1")), PathKind::Direct);
+        assert_eq!(
+            candidate_kind(T::Prflx, Some("2001:db8::1")),
+            PathKind::Srflx
+        );
+        assert_eq!(candidate_kind(T::Prflx, None), PathKind::Direct);
+    }
 
     /// Two peer connections in one process over loopback: both channels open
     /// and carry messages both ways, in order.

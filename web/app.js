@@ -43,6 +43,41 @@ const PATHS = {
   unknown: 'connected',
 };
 
+/** STUN/TURN servers typed into "Network settings", added to those the server hands out. */
+const NETWORK_KEY = 'ferry.network';
+const networkFields = ['stun-url', 'turn-url', 'turn-user'];
+
+function loadNetworkSettings() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(NETWORK_KEY) ?? '{}');
+    for (const id of networkFields) if (typeof saved[id] === 'string') $(id).value = saved[id];
+    if (networkFields.some((id) => $(id).value)) $('network').open = true;
+  } catch {
+    /* no storage (private mode) or junk in it: start empty */
+  }
+}
+
+/** The typed servers as RTCIceServer objects; throws with a readable message if malformed. */
+function userIceServers() {
+  const value = (id) => $(id).value.trim();
+  const saved = Object.fromEntries(networkFields.map((id) => [id, value(id)]));
+  try {
+    localStorage.setItem(NETWORK_KEY, JSON.stringify(saved));
+  } catch {
+    /* not remembered, still used */
+  }
+  const servers = [];
+  if (value('stun-url')) {
+    if (!/^stuns?:[^\s]+$/.test(value('stun-url'))) throw new Error('The STUN server must look like stun:host:port.');
+    servers.push({ urls: [value('stun-url')] });
+  }
+  if (value('turn-url')) {
+    if (!/^turns?:[^\s]+$/.test(value('turn-url'))) throw new Error('The TURN relay must look like turn:host:port.');
+    servers.push({ urls: [value('turn-url')], username: value('turn-user'), credential: $('turn-pass').value });
+  }
+  return servers;
+}
+
 function setState(state, text) {
   main.dataset.state = state;
   $('status').textContent = text.charAt(0).toUpperCase() + text.slice(1);
@@ -174,6 +209,13 @@ async function receive(ticketText) {
     setState('failed', `This link's ticket is not valid: ${e.message}.`);
     return finished(false);
   }
+  let iceServers;
+  try {
+    iceServers = userIceServers();
+  } catch (e) {
+    setState('failed', e.message);
+    return finished(false);
+  }
   const abort = new AbortController();
   let link = null;
   let receiver = null;
@@ -190,6 +232,7 @@ async function receive(ticketText) {
     const { roomId, key } = await deriveRoom(ticket.secret);
     signal = await joinRoom(ticket.servers, roomId, key);
     link = await connect(signal, {
+      iceServers,
       abort: abort.signal,
       onState: (s) =>
         setState(s, s === 'waiting' ? 'Waiting for the sender…' : 'Connecting to the sender…'),
@@ -259,7 +302,7 @@ function offer(manifest, receiver) {
   $('replace-label').hidden = !folder;
   const start = (sink) => {
     $('offer-actions').hidden = true;
-    setState('transferring', 'Receiving…');
+    setState('transferring', `${PATHS[main.dataset.path] ?? PATHS.unknown}. Receiving…`);
     receiver.accept(sink);
   };
   $('save-folder').onclick = async () => {
@@ -292,8 +335,10 @@ function offer(manifest, receiver) {
 
 async function send(items) {
   let offerData;
+  let iceServers;
   try {
     offerData = buildOffer(items);
+    iceServers = userIceServers();
   } catch (e) {
     alertStart(e.message);
     return;
@@ -346,6 +391,7 @@ async function send(items) {
   for (;;) {
     try {
       link = await connect(signal, {
+        iceServers,
         abort: abort.signal,
         onState: (s) => setState(s, s === 'waiting' ? 'Waiting for the receiver to open the link…' : 'Connecting to the receiver…'),
       });
@@ -507,4 +553,5 @@ $('ticket-form').addEventListener('submit', (ev) => {
 // ------------------------------------------------------------------- start
 
 registerDownloads();
+loadNetworkSettings();
 if (location.hash.length > 1) receive(decodeURIComponent(location.hash.slice(1)));
