@@ -50,10 +50,14 @@ impl Output {
 /// Start `ferry send ARGS`; returns once the ticket is printed.
 pub fn send(args: &[&str], stdin: Option<Vec<u8>>) -> Sender {
     let mut cmd = ferry();
-    cmd.arg("send")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg("send").args(args);
+    spawn_sender(cmd, stdin)
+}
+
+/// Start a prepared `ferry send` command (e.g. inside a network namespace);
+/// returns once the ticket is printed.
+pub fn spawn_sender(mut cmd: Command, stdin: Option<Vec<u8>>) -> Sender {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -120,13 +124,15 @@ fn read_all(mut r: impl Read) -> String {
 
 /// Run `ferry receive TICKET ARGS` to completion.
 pub fn receive(ticket: &str, args: &[&str]) -> Output {
-    let out = ferry()
-        .arg("receive")
-        .arg(ticket)
-        .args(args)
+    run(ferry().arg("receive").arg(ticket).args(args))
+}
+
+/// Run a prepared command to completion, stdin closed.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
-        .expect("run ferry receive");
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     Output {
         status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into(),
@@ -214,6 +220,7 @@ pub fn serve() -> Server {
     let port = free_port();
     let child = ferry()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--stun-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

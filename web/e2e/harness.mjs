@@ -125,7 +125,8 @@ export function ferry(args, opts = {}) {
 /** `ferry serve` on a free port of every interface; resolves to its http://LAN-IP:port. */
 export async function serve() {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const proc = ferry(['serve', '--listen', `0.0.0.0:${port}`]);
+  // Its STUN responder on a free port: the page then also gathers srflx candidates.
+  const proc = ferry(['serve', '--listen', `0.0.0.0:${port}`, '--stun-listen', '0.0.0.0:0']);
   await proc.line(/listening on/, 'its address');
   return { proc, port, lan: `http://${lanIp()}:${port}`, local: `http://127.0.0.1:${port}` };
 }
