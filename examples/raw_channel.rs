@@ -246,7 +246,7 @@ async fn count_bytes(link: &mut Link, mut n: Option<u64>, since: Instant) -> Res
     let mut got = 0u64;
     while n.is_none_or(|n| got < n) {
         match link.recv().await {
-            Incoming::Data(m) => got += m.len() as u64,
+            Incoming::Data(_, m) => got += m.len() as u64,
             Incoming::Control(m) if n.is_none() => {
                 n = Some(
                     std::str::from_utf8(&m)?

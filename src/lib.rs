@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod files;
+pub mod lanes;
 pub mod logging;
 pub mod net;
 pub mod progress;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Common, ReceiveArgs};
 use crate::files::{self, FilesError, PartFile};
+use crate::lanes::{self, LaneEvent, Lanes};
 use crate::progress::{Progress, Summary};
 use crate::proto::hash::Cv;
 use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
@@ -66,7 +67,7 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         locked: HashSet::new(),
         path: path.as_str().into(),
     };
-    let mut core = Receiver::new();
+    let mut core = Receiver::with_lanes(lanes::wanted());
     let result = pump(&mut core, link, &mut signal, &mut ctx, &cancel).await;
     signal.close().await;
     if let Err(e) = result {
@@ -159,6 +160,7 @@ async fn pump(
     let force = ctx.opts.force;
     std::thread::spawn(move || write_files(&out, force, write_rx, event_tx));
     let mut watch = PeerWatch::default();
+    let mut lanes = Lanes::default();
     let result: Result<()> = loop {
         let mut finished = None;
         while let Some(action) = core.poll_action() {
@@ -254,11 +256,28 @@ async fn pump(
             }
             msg = link.recv() => match msg {
                 Incoming::Control(bytes) => match Control::decode(&bytes) {
+                    Ok(Control::Lane { lane, sdp }) => {
+                        if !(core.lane_allowed(lane) && lanes.answer(&link, lane, sdp)) {
+                            core.abort(ProtoError::Protocol(format!("an offer for lane {lane}, which was not agreed")));
+                        }
+                    }
                     Ok(msg) => core.handle_control(msg),
                     Err(e) => core.abort(ProtoError::Protocol(e.to_string())),
                 },
-                Incoming::Data(bytes) => core.handle_data(&bytes),
+                Incoming::Data(lane, bytes) => core.handle_lane_data(lane, &bytes),
                 Incoming::Lost(reason) => break Err(lost_sender(&reason)),
+            },
+            event = lanes.next() => match event {
+                LaneEvent::Sdp(lane, sdp) => {
+                    if let Err(e) = link.send_control(&Control::Lane { lane, sdp }.encode()).await {
+                        break Err(lost_sender(&format!("{e:#}")));
+                    }
+                }
+                LaneEvent::Open(lane, Ok(opened)) => {
+                    tracing::debug!(lane, "lane open");
+                    link.add_lane(opened);
+                }
+                LaneEvent::Open(_, Err(e)) => tracing::warn!("{e:#}; going on without it"),
             },
             Some(event) = events.recv() => match event {
                 WriteEvent::Finished(file) => core.file_finished(file),
@@ -268,6 +287,7 @@ async fn pump(
         }
     };
     drop(write_tx);
+    drop(lanes);
     link.close(drain_for(&result)).await;
     result
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Common, SendArgs};
 use crate::files::{self, SourceFile};
+use crate::lanes::{self, LaneEvent, Lanes};
 use crate::progress::{Progress, Summary};
 use crate::proto::hash::{block_cv, single_block_root, Cv};
 use crate::proto::manifest::{validate_path, DEFAULT_BLOCK_SIZE};
@@ -104,7 +105,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         let path = link.path().await;
         started.get_or_insert_with(Instant::now);
         progress.say(&format!("connected ({} path)", path.as_str()));
-        let mut core = Sender::new(manifest.clone(), DEFAULT_WINDOW);
+        let mut core = Sender::with_lanes(manifest.clone(), DEFAULT_WINDOW, lanes::wanted());
         progress.start(manifest.total_bytes(), 0, path.as_str());
         let outcome = pump(
             &mut core,
@@ -254,8 +255,12 @@ async fn pump(
     cancel: &CancellationToken,
 ) -> Result<(BTreeMap<String, String>, u64)> {
     let (read_tx, mut read_rx) = mpsc::unbounded_channel::<ReadDone>();
-    let (data_tx, data_rx) = mpsc::channel::<DataItem>(2);
-    let mut writer = tokio::spawn(write_data(link.data_sender(), data_rx));
+    // One writer task per data channel (the main one, then each lane as it
+    // opens); a finished block goes to whichever has room first.
+    let mut writers = tokio::task::JoinSet::new();
+    let mut data_txs = vec![spawn_writer(&mut writers, link.data_sender())];
+    let mut lanes = Lanes::default();
+    let mut new_channel = None;
     let mut open: HashMap<u32, Arc<SourceFile>> = HashMap::new();
     let stdin = sources
         .iter()
@@ -304,12 +309,20 @@ async fn pump(
                         core.read_failed(ProtoError::Local("internal: read of a folder".into()))
                     }
                 },
+                SenderAction::OpenLanes(n) => {
+                    for lane in 1..=n {
+                        lanes.offer(&link, lane);
+                    }
+                }
                 SenderAction::Finished => finished = Some(Ok(())),
                 SenderAction::Failed(e) => finished = Some(Err(anyhow!(e))),
             }
         }
         if let Some(done) = finished {
             break done;
+        }
+        if let Some(channel) = new_channel.take() {
+            data_txs.push(spawn_writer(&mut writers, channel));
         }
         tokio::select! {
             biased;
@@ -320,18 +333,36 @@ async fn pump(
             }
             msg = link.recv() => match msg {
                 Incoming::Control(bytes) => match Control::decode(&bytes) {
+                    Ok(Control::Lane { lane, sdp }) => {
+                        if !lanes.answered(lane, sdp) {
+                            core.abort(ProtoError::Protocol(format!("an answer for lane {lane}, which was never offered")));
+                        }
+                    }
                     Ok(msg) => core.handle_control(msg),
                     Err(e) => core.abort(ProtoError::Protocol(e.to_string())),
                 },
-                Incoming::Data(_) => core.abort(ProtoError::Protocol("the receiver sent data".into())),
+                Incoming::Data(..) => core.abort(ProtoError::Protocol("the receiver sent data".into())),
                 Incoming::Lost(reason) => break Err(PeerLost(format!("lost the receiver: {reason}")).into()),
             },
             Some(done) = read_rx.recv() => match done.result {
                 Ok((data, cv, root)) => core.block_read(&done.req, data, cv, root),
                 Err(e) => core.read_failed(ProtoError::Local(e.to_string())),
             },
-            permit = data_tx.reserve(), if core.has_data() => {
-                let Ok(permit) = permit else { break Err(anyhow!("the data channel closed")) };
+            event = lanes.next() => match event {
+                LaneEvent::Sdp(lane, sdp) => {
+                    if let Err(e) = link.send_control(&Control::Lane { lane, sdp }.encode()).await {
+                        break Err(PeerLost(format!("lost the receiver: {e:#}")).into());
+                    }
+                }
+                LaneEvent::Open(lane, Ok(opened)) => {
+                    tracing::debug!(lane, "lane open");
+                    // Joins `data_txs` below: the reserve branch borrows it here.
+                    new_channel = Some(link.add_lane(opened));
+                }
+                LaneEvent::Open(_, Err(e)) => tracing::warn!("{e:#}; going on without it"),
+            },
+            permit = reserve_any(&data_txs), if core.has_data() => {
+                let Some(permit) = permit else { break Err(anyhow!("the data channel closed")) };
                 if let Some(item) = core.poll_data() {
                     match &item {
                         DataItem::Block { file, data, .. } => {
@@ -348,14 +379,15 @@ async fn pump(
                 }
             }
             reason = watch.gone(signal) => break Err(PeerLost(format!("lost the receiver: {reason}")).into()),
-            res = &mut writer => break Err(match res {
+            Some(res) = writers.join_next() => break Err(match res {
                 Ok(Err(e)) => PeerLost(format!("lost the receiver: {e:#}")).into(),
                 _ => anyhow!("the data writer stopped"),
             }),
         }
     };
-    drop(data_tx);
-    writer.abort();
+    drop(data_txs);
+    writers.abort_all();
+    drop(lanes);
     link.close(drain_for(&result)).await;
     result.map(|()| (roots, total))
 }
@@ -364,6 +396,23 @@ fn hash(req: &ReadRequest, data: Bytes) -> (Bytes, Option<Cv>, Option<blake3::Ha
     let cv = (!data.is_empty()).then(|| block_cv(req.offset, &data));
     let root = (req.block == 0).then(|| single_block_root(&data));
     (data, cv, root)
+}
+
+/// A writer task for one data channel; returns where to queue its items.
+fn spawn_writer(
+    writers: &mut tokio::task::JoinSet<Result<()>>,
+    channel: crate::transport::DataSender,
+) -> mpsc::Sender<DataItem> {
+    let (tx, rx) = mpsc::channel::<DataItem>(2);
+    writers.spawn(write_data(channel, rx));
+    tx
+}
+
+/// Room for one item on whichever data channel has it first.
+async fn reserve_any(txs: &[mpsc::Sender<DataItem>]) -> Option<mpsc::Permit<'_, DataItem>> {
+    let (permit, _, _) =
+        futures::future::select_all(txs.iter().map(|tx| Box::pin(tx.reserve()))).await;
+    permit.ok()
 }
 
 /// Puts data items on the channel in order; `send` waits on back-pressure.

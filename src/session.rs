@@ -108,7 +108,11 @@ pub async fn connect(
         let mut ice = extra_ice;
         ice.extend(signal.ice_servers().iter().cloned());
         let negotiate = async {
-            let mut transport = Transport::new(&TransportConfig { ice_servers: ice }).await?;
+            let config = TransportConfig {
+                ice_servers: ice,
+                driver_threads: 1 + crate::lanes::wanted() as usize,
+            };
+            let mut transport = Transport::new(&config).await?;
             match signal.position() {
                 // The second to arrive makes the offer: the first is already listening.
                 Position::Second => {

@@ -1,5 +1,8 @@
 //! The only module that touches webrtc: one peer connection with a `control`
-//! and a `data` channel, turned into a stream of [`Incoming`] messages.
+//! and a `data` channel, turned into a stream of [`Incoming`] messages, plus
+//! optional extra connections ("lanes") that carry only a `data` channel.
+//! Each peer connection is its own SCTP association, UDP socket and driver
+//! thread, so lanes spread the transport's CPU work over more cores.
 //!
 //! ICE is "vanilla": each side waits for candidate gathering to finish and
 //! sends one complete SDP, so signaling is exactly one offer and one answer.
@@ -38,6 +41,11 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Default)]
 pub struct TransportConfig {
     pub ice_servers: Vec<IceServer>,
+    /// Threads that drive this process's connections (at least 1). webrtc
+    /// sizes its pool once, from the first connection built, so give every
+    /// connection the same value: 1 + the lanes that may be opened, for
+    /// each connection to have a core's worth of its own.
+    pub driver_threads: usize,
 }
 
 /// How the selected ICE candidate pair reaches the peer.
@@ -67,7 +75,8 @@ impl PathKind {
 #[derive(Debug)]
 pub enum Incoming {
     Control(BytesMut),
-    Data(BytesMut),
+    /// A message of the data channel of lane `.0` (0: the main connection).
+    Data(u32, BytesMut),
     /// The connection is gone; the reason is for people.
     Lost(String),
 }
@@ -170,10 +179,24 @@ pub struct Transport {
     pc: Arc<dyn PeerConnection>,
     events: mpsc::UnboundedReceiver<PcEvent>,
     channels: Vec<Arc<dyn DataChannel>>,
+    /// A lane carries only the `data` channel.
+    lane: bool,
+    /// Kept so that lanes are set up like the main connection.
+    config: TransportConfig,
 }
 
 impl Transport {
+    /// The main connection: `control` and `data` channels.
     pub async fn new(config: &TransportConfig) -> Result<Transport> {
+        Transport::build(config, false).await
+    }
+
+    /// An extra lane: a `data` channel only, opened with [`Transport::open_lane`].
+    pub async fn new_lane(config: &TransportConfig) -> Result<Transport> {
+        Transport::build(config, true).await
+    }
+
+    async fn build(config: &TransportConfig, lane: bool) -> Result<Transport> {
         let (tx, events) = mpsc::unbounded_channel();
         let ice_servers = config
             .ice_servers
@@ -204,7 +227,7 @@ impl Transport {
             .with_handler(Arc::new(Handler { events: tx }))
             .with_runtime(Arc::new(FerryRuntime(TokioRuntime)))
             .with_udp_addrs(vec!["0.0.0.0:0".to_string(), "127.0.0.1:0".to_string()])
-            .with_dedicated_reactor_pool_size(1)
+            .with_dedicated_reactor_pool_size(config.driver_threads.max(1))
             .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
             .build()
             .await
@@ -213,12 +236,19 @@ impl Transport {
             pc: Arc::new(pc),
             events,
             channels: Vec::new(),
+            lane,
+            config: config.clone(),
         })
     }
 
-    /// Offerer: create both channels and return the complete offer SDP.
+    /// Offerer: create the channels and return the complete offer SDP.
     pub async fn create_offer(&mut self) -> Result<String> {
-        for label in ["control", "data"] {
+        let labels: &[&str] = if self.lane {
+            &["data"]
+        } else {
+            &["control", "data"]
+        };
+        for &label in labels {
             let init = RTCDataChannelInit {
                 ordered: true,
                 ..Default::default()
@@ -324,12 +354,12 @@ impl Transport {
                 }
                 let (open_tx, open_rx) = tokio::sync::oneshot::channel();
                 opened.push(open_rx);
-                readers.push(tokio::spawn(read_channel(
-                    dc,
-                    is_control,
-                    tx.clone(),
-                    open_tx,
-                )));
+                let kind = if is_control {
+                    Kind::Control
+                } else {
+                    Kind::Data(0)
+                };
+                readers.push(tokio::spawn(read_channel(dc, kind, tx.clone(), open_tx)));
             }
             tokio::select! {
                 event = self.events.recv() => match event {
@@ -355,62 +385,158 @@ impl Transport {
             bail!("the peer did not open both channels")
         };
         // Connection-state changes after this point end the link.
-        let state_tx = tx;
-        let mut events = self.events;
-        let watcher = tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                if let PcEvent::State(
-                    state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed),
-                ) = event
-                {
-                    let _ = state_tx
-                        .send(Incoming::Lost(format!(
-                            "the connection to the peer was lost ({state})"
-                        )))
-                        .await;
-                    break;
-                }
-            }
-        });
-        readers.push(watcher);
+        readers.push(watch_state(self.events, tx.clone()));
         Ok(Link {
             pc: self.pc,
             control,
             data,
             incoming,
+            tx,
             early,
             tasks: readers,
+            lanes: Vec::new(),
+            config: self.config,
+        })
+    }
+
+    /// Lane `lane`: wait until its `data` channel is open; its messages then
+    /// arrive as `Incoming::Data(lane, _)` on `tx` (a [`Link::incoming_sender`]),
+    /// and losing it after that is reported there as `Incoming::Lost`.
+    pub async fn open_lane(
+        mut self,
+        timeout: Duration,
+        lane: u32,
+        tx: mpsc::Sender<Incoming>,
+    ) -> Result<Lane> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let wait = |what: &'static str| anyhow!("lane {lane}: {what}");
+        // The offerer made the channel; the answerer learns of it from an event.
+        let data = loop {
+            if let Some(dc) = self.channels.first() {
+                break dc.clone();
+            }
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(PcEvent::Channel(dc)) => self.channels.push(dc),
+                    Some(PcEvent::State(RTCPeerConnectionState::Failed)) => return Err(wait("ICE failed")),
+                    Some(_) => {}
+                    None => return Err(wait("the connection stopped")),
+                },
+                _ = tokio::time::sleep_until(deadline) => return Err(wait("timed out waiting for its channel")),
+            }
+        };
+        let (open_tx, open_rx) = tokio::sync::oneshot::channel();
+        let reader = tokio::spawn(read_channel(
+            data.clone(),
+            Kind::Data(lane),
+            tx.clone(),
+            open_tx,
+        ));
+        let opened = async {
+            tokio::pin!(open_rx);
+            loop {
+                tokio::select! {
+                    opened = &mut open_rx => return opened.map_err(|_| wait("its channel closed")),
+                    event = self.events.recv() => match event {
+                        Some(PcEvent::State(RTCPeerConnectionState::Failed)) => return Err(wait("ICE failed")),
+                        Some(_) => {}
+                        None => return Err(wait("the connection stopped")),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => return Err(wait("timed out opening")),
+                }
+            }
+        };
+        if let Err(e) = opened.await {
+            reader.abort();
+            let _ = self.pc.close().await;
+            return Err(e);
+        }
+        let watcher = watch_state(self.events, tx);
+        Ok(Lane {
+            pc: self.pc,
+            data,
+            tasks: vec![reader, watcher],
         })
     }
 }
 
+/// Reports the connection's failure or close as `Incoming::Lost`.
+fn watch_state(
+    mut events: mpsc::UnboundedReceiver<PcEvent>,
+    tx: mpsc::Sender<Incoming>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let PcEvent::State(
+                state @ (RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed),
+            ) = event
+            {
+                let _ = tx
+                    .send(Incoming::Lost(format!(
+                        "the connection to the peer was lost ({state})"
+                    )))
+                    .await;
+                break;
+            }
+        }
+    })
+}
+
+/// Which channel a reader serves.
+#[derive(Clone, Copy)]
+enum Kind {
+    Control,
+    Data(u32),
+}
+
 async fn read_channel(
     dc: Arc<dyn DataChannel>,
-    is_control: bool,
+    kind: Kind,
     tx: mpsc::Sender<Incoming>,
     opened: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut opened = Some(opened);
     while let Some(event) = dc.poll().await {
-        let msg = match event {
-            DataChannelEvent::OnOpen => {
+        let msg = match (event, kind) {
+            (DataChannelEvent::OnOpen, _) => {
                 if let Some(opened) = opened.take() {
                     let _ = opened.send(());
                 }
                 continue;
             }
-            DataChannelEvent::OnMessage(m) if is_control => Incoming::Control(m.data),
-            DataChannelEvent::OnMessage(m) => Incoming::Data(m.data),
-            DataChannelEvent::OnClose => break,
+            (DataChannelEvent::OnMessage(m), Kind::Control) => Incoming::Control(m.data),
+            (DataChannelEvent::OnMessage(m), Kind::Data(lane)) => Incoming::Data(lane, m.data),
+            (DataChannelEvent::OnClose, _) => break,
             _ => continue,
         };
         if tx.send(msg).await.is_err() {
             return;
         }
     }
-    let _ = tx
-        .send(Incoming::Lost("the peer closed the connection".into()))
-        .await;
+    // A lane that never opened is reported by `open_lane`, not here.
+    if opened.is_none() || matches!(kind, Kind::Control | Kind::Data(0)) {
+        let _ = tx
+            .send(Incoming::Lost("the peer closed the connection".into()))
+            .await;
+    }
+}
+
+/// An extra open connection carrying one more `data` channel.
+pub struct Lane {
+    pc: Arc<dyn PeerConnection>,
+    data: Arc<dyn DataChannel>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Lane {
+    /// Closes the connection. The transfer ends on the main connection, so
+    /// nothing is left to drain here.
+    pub async fn close(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = self.pc.close().await;
+    }
 }
 
 /// An open connection: send on the two channels, receive [`Incoming`].
@@ -419,8 +545,12 @@ pub struct Link {
     control: Arc<dyn DataChannel>,
     data: Arc<dyn DataChannel>,
     incoming: mpsc::Receiver<Incoming>,
+    /// For lanes' readers: their messages join the main stream.
+    tx: mpsc::Sender<Incoming>,
     early: VecDeque<Incoming>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    lanes: Vec<Lane>,
+    config: TransportConfig,
 }
 
 /// What to wait for before closing a [`Link`].
@@ -465,6 +595,24 @@ impl Link {
 
     pub fn data_sender(&self) -> DataSender {
         DataSender(self.data.clone())
+    }
+
+    /// The configuration this link was made with, for its lanes.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// Where a lane's messages go: see [`Transport::open_lane`].
+    pub fn incoming_sender(&self) -> mpsc::Sender<Incoming> {
+        self.tx.clone()
+    }
+
+    /// Keeps an open lane with this link (closed with it) and returns a
+    /// handle for writing to the lane's data channel.
+    pub fn add_lane(&mut self, lane: Lane) -> DataSender {
+        let sender = DataSender(lane.data.clone());
+        self.lanes.push(lane);
+        sender
     }
 
     /// The kind of network path of the selected candidate pair, judged from
@@ -512,6 +660,9 @@ impl Link {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for lane in self.lanes {
+            lane.close().await;
         }
         let _ = self.pc.close().await;
         for task in self.tasks {
@@ -620,7 +771,7 @@ mod tests {
         }
         for i in 0..100u8 {
             match b.recv().await {
-                Incoming::Data(m) => assert!(m.len() == 60_000 && m.iter().all(|&x| x == i)),
+                Incoming::Data(0, m) => assert!(m.len() == 60_000 && m.iter().all(|&x| x == i)),
                 other => panic!("expected data, got {other:?}"),
             }
         }

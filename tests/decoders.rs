@@ -101,7 +101,7 @@ proptest! {
     #[test]
     fn receiver_survives_arbitrary_data(msgs in prop::collection::vec(arb_message(), 0..40)) {
         let mut r = Receiver::new();
-        r.handle_control(Control::Hello { protocol: 1, software: "prop".into() });
+        r.handle_control(Control::Hello { protocol: 1, software: "prop".into(), lanes: 0 });
         let m = Manifest { block_size: 16 * 1024, entries: vec![
             Entry { path: "a".into(), kind: EntryKind::File, size: Some(40_000), mode: 0 },
             Entry { path: "s".into(), kind: EntryKind::File, size: None, mode: 0 },

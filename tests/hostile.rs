@@ -43,6 +43,7 @@ async fn offer_hostile_path(path: &str) -> (Output, tempfile::TempDir) {
     let hello = Control::Hello {
         protocol: 1,
         software: "liar/1".into(),
+        lanes: 0,
     };
     link.send_control(&hello.encode()).await.unwrap();
     let manifest = Manifest {
@@ -69,7 +70,7 @@ async fn offer_hostile_path(path: &str) -> (Output, tempfile::TempDir) {
                     Ok(other) => break Some(other),
                     Err(_) => break None,
                 },
-                Incoming::Data(_) => continue,
+                Incoming::Data(..) => continue,
                 Incoming::Lost(_) => break None,
             }
         }

@@ -241,3 +241,37 @@ fn a_folder_of_many_files_needs_a_manifest_in_parts() {
     assert_eq!(recv.json()["files"], 2000);
     assert_same_tree(src.path(), dst.path());
 }
+
+/// Extra data connections (lanes): both sides agree on the smaller offer,
+/// blocks spread over every lane, and a side that offers none still works.
+#[test]
+fn lanes_open_when_both_sides_offer_them_and_are_optional() {
+    let dir = tempdir();
+    // Large enough to outlast setting up the lanes (a few hundred ms).
+    let size = 160 << 20;
+    let src = dir.path().join("lanes.bin");
+    write(&src, &random_bytes(size, 11));
+    for (send_lanes, recv_lanes, opened) in [("3", "2", 2), ("0", "2", 0), ("2", "0", 0)] {
+        let out = dir.path().join(format!("out-{send_lanes}-{recv_lanes}"));
+        let mut send = ferry();
+        send.env("FERRY_LANES", send_lanes)
+            .args(["send", path_str(&src), "--json"]);
+        let sender = spawn_sender(send, None);
+        let received = run(ferry()
+            .env("FERRY_LANES", recv_lanes)
+            .env("RUST_LOG", "ferry=debug")
+            .args(["receive", &sender.ticket, "--yes", "--json", "--out"])
+            .arg(&out));
+        let sent = sender.wait();
+        assert!(received.status.success(), "{}", received.stderr);
+        assert!(sent.status.success(), "{}", sent.stderr);
+        assert_eq!(b3(&out.join("lanes.bin")), b3(&src));
+        assert_eq!(
+            received.stderr.matches("lane open").count(),
+            opened,
+            "lanes {send_lanes}/{recv_lanes}: {}",
+            received.stderr
+        );
+        assert_eq!(received.json()["bytes_received"], size);
+    }
+}

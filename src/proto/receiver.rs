@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use super::hash::{block_cv, root_from_cvs, single_block_root, Cv};
 use super::manifest::{block_count, EntryKind, Manifest, ManifestError, MAX_ENTRIES};
 use super::sender::{control_name, hello};
-use super::wire::{cv_to_hex, Control, Frame, HaveBlock, HaveFile, PROTOCOL_VERSION};
+use super::wire::{cv_to_hex, Control, Frame, HaveBlock, HaveFile, MAX_LANES, PROTOCOL_VERSION};
 use super::ProtoError;
 
 /// A block failing verification more often than this fails the transfer.
@@ -97,7 +97,12 @@ pub struct Receiver {
     /// The offer's parts received so far.
     manifest_parts: Option<Manifest>,
     files: Vec<Option<RecvFile>>,
-    current: Option<Assembly>,
+    /// The block being assembled on each data channel: index 0 is the main
+    /// connection's, 1.. the lanes'.
+    assembling: Vec<Option<Assembly>>,
+    /// Extra data connections offered in our hello, and agreed with the peer's.
+    lanes: u32,
+    agreed_lanes: u32,
     bad_blocks: HashMap<(u32, u64), u32>,
     actions: VecDeque<ReceiverAction>,
     unfinished: usize,
@@ -112,14 +117,22 @@ impl Default for Receiver {
 
 impl Receiver {
     pub fn new() -> Receiver {
+        Receiver::with_lanes(0)
+    }
+
+    /// A receiver that accepts up to `lanes` extra data connections.
+    pub fn with_lanes(lanes: u32) -> Receiver {
+        let lanes = lanes.min(MAX_LANES);
         let mut actions = VecDeque::new();
-        actions.push_back(ReceiverAction::SendControl(hello()));
+        actions.push_back(ReceiverAction::SendControl(hello(lanes)));
         Receiver {
             phase: Phase::AwaitHello,
             manifest: Manifest::default(),
             manifest_parts: None,
             files: Vec::new(),
-            current: None,
+            assembling: vec![None],
+            lanes,
+            agreed_lanes: 0,
             bad_blocks: HashMap::new(),
             actions,
             unfinished: 0,
@@ -136,12 +149,21 @@ impl Receiver {
             return;
         }
         match (msg, &self.phase) {
-            (Control::Hello { protocol, .. }, Phase::AwaitHello) => {
+            (
+                Control::Hello {
+                    protocol, lanes, ..
+                },
+                Phase::AwaitHello,
+            ) => {
                 if protocol != PROTOCOL_VERSION {
                     return self.fail(ProtoError::Version(protocol));
                 }
+                self.agreed_lanes = self.lanes.min(lanes);
+                self.assembling = (0..=self.agreed_lanes).map(|_| None).collect();
                 self.phase = Phase::AwaitManifest;
             }
+            // Lane offers are answered by the driver (see `lane_allowed`).
+            (Control::Lane { .. }, _) => {}
             (
                 Control::Manifest {
                     block_size,
@@ -285,7 +307,23 @@ impl Receiver {
         self.fail(err);
     }
 
+    /// Whether the sender may open lane `lane`: both hellos offered it.
+    pub fn lane_allowed(&self, lane: u32) -> bool {
+        (1..=self.agreed_lanes).contains(&lane)
+    }
+
+    /// A message from the main connection's data channel.
     pub fn handle_data(&mut self, msg: &[u8]) {
+        self.handle_lane_data(0, msg)
+    }
+
+    /// A message from the data channel of lane `lane` (0: the main connection).
+    pub fn handle_lane_data(&mut self, lane: u32, msg: &[u8]) {
+        if lane as usize >= self.assembling.len() {
+            return self.fail(ProtoError::Protocol(format!(
+                "data on lane {lane}, which was never agreed"
+            )));
+        }
         if self.phase != Phase::Receiving {
             if self.phase != Phase::Done {
                 self.fail(ProtoError::Protocol(
@@ -300,9 +338,11 @@ impl Receiver {
                 block,
                 len,
                 cv,
-            }) => self.start_block(file, block, len, cv),
-            Ok(Frame::Data(bytes)) => self.block_data(bytes),
-            Ok(Frame::FileEnd { file, size, root }) => self.file_end(file, size, root),
+            }) => self.start_block(lane as usize, file, block, len, cv),
+            Ok(Frame::Data(bytes)) => self.block_data(lane as usize, bytes),
+            Ok(Frame::FileEnd { file, size, root }) => {
+                self.file_end(lane as usize, file, size, root)
+            }
             Err(e) => Err(ProtoError::Protocol(e.to_string())),
         };
         if let Err(e) = result {
@@ -312,12 +352,13 @@ impl Receiver {
 
     fn start_block(
         &mut self,
+        lane: usize,
         file_idx: u32,
         block: u64,
         len: u32,
         cv: Cv,
     ) -> Result<(), ProtoError> {
-        if self.current.is_some() {
+        if self.assembling[lane].is_some() {
             return Err(ProtoError::Protocol(
                 "a block started before the previous one ended".into(),
             ));
@@ -370,7 +411,7 @@ impl Receiver {
         } else {
             BytesMut::with_capacity(len as usize)
         };
-        self.current = Some(Assembly {
+        self.assembling[lane] = Some(Assembly {
             file: file_idx,
             block,
             len: len as usize,
@@ -382,8 +423,8 @@ impl Receiver {
         Ok(())
     }
 
-    fn block_data(&mut self, bytes: &[u8]) -> Result<(), ProtoError> {
-        let Some(asm) = self.current.as_mut() else {
+    fn block_data(&mut self, lane: usize, bytes: &[u8]) -> Result<(), ProtoError> {
+        let Some(asm) = self.assembling[lane].as_mut() else {
             return Err(ProtoError::Protocol(
                 "block data without a block header".into(),
             ));
@@ -401,7 +442,7 @@ impl Receiver {
         if asm.got < asm.len {
             return Ok(());
         }
-        let Some(asm) = self.current.take() else {
+        let Some(asm) = self.assembling[lane].take() else {
             return Ok(());
         };
         if asm.discard {
@@ -453,8 +494,14 @@ impl Receiver {
         self.try_finish(asm.file)
     }
 
-    fn file_end(&mut self, idx: u32, size: u64, root: [u8; 32]) -> Result<(), ProtoError> {
-        if self.current.is_some() {
+    fn file_end(
+        &mut self,
+        lane: usize,
+        idx: u32,
+        size: u64,
+        root: [u8; 32],
+    ) -> Result<(), ProtoError> {
+        if self.assembling[lane].is_some() {
             return Err(ProtoError::Protocol("file end inside a block".into()));
         }
         let block_size = self.manifest.block_size;

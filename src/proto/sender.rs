@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::hash::{root_from_cvs, Cv};
 use super::manifest::{block_count, EntryKind, Manifest};
-use super::wire::{cv_from_hex, manifest_parts, Control, HaveFile, PROTOCOL_VERSION};
+use super::wire::{cv_from_hex, manifest_parts, Control, HaveFile, MAX_LANES, PROTOCOL_VERSION};
 use super::ProtoError;
 
 /// Blocks read ahead of the channel: bounds the sender's memory to about
@@ -41,12 +41,18 @@ pub struct ReadRequest {
 pub enum SenderAction {
     SendControl(Control),
     Read(ReadRequest),
+    /// Both hellos offered lanes: open this many extra data connections
+    /// (`Control::Lane` offers, numbered from 1). Data items may go on any
+    /// open lane; the transfer does not wait for them.
+    OpenLanes(u32),
     /// The receiver has everything, verified.
     Finished,
     Failed(ProtoError),
 }
 
-/// One item for the data channel, in the order they must be sent.
+/// One item for a data channel. Each item travels whole on one channel (a
+/// block's header and data stay together); items may go on different lanes,
+/// and the receiver accepts a file's end before blocks still in flight.
 #[derive(Debug, Clone)]
 pub enum DataItem {
     Block {
@@ -115,11 +121,19 @@ pub struct Sender {
     reads_in_flight: usize,
     /// A stream (unknown length) allows one read at a time, in order.
     stream_read_busy: bool,
+    /// Extra data connections offered in our hello.
+    lanes: u32,
     pub stats: SenderStats,
 }
 
 impl Sender {
     pub fn new(manifest: Manifest, window: usize) -> Sender {
+        Sender::with_lanes(manifest, window, 0)
+    }
+
+    /// A sender that offers up to `lanes` extra data connections; once the
+    /// receiver's hello agrees, [`SenderAction::OpenLanes`] says how many to open.
+    pub fn with_lanes(manifest: Manifest, window: usize, lanes: u32) -> Sender {
         let files = manifest
             .entries
             .iter()
@@ -146,9 +160,11 @@ impl Sender {
             resend_counts: HashMap::new(),
             reads_in_flight: 0,
             stream_read_busy: false,
+            lanes: lanes.min(MAX_LANES),
             stats: SenderStats::default(),
         };
-        sender.actions.push_back(SenderAction::SendControl(hello()));
+        let hello = hello(sender.lanes);
+        sender.actions.push_back(SenderAction::SendControl(hello));
         for part in manifest_parts(&sender.manifest) {
             sender.actions.push_back(SenderAction::SendControl(part));
         }
@@ -181,12 +197,24 @@ impl Sender {
             return;
         }
         match (msg, &self.phase) {
-            (Control::Hello { protocol, .. }, Phase::AwaitHello) => {
+            (
+                Control::Hello {
+                    protocol, lanes, ..
+                },
+                Phase::AwaitHello,
+            ) => {
                 if protocol != PROTOCOL_VERSION {
                     return self.fail(ProtoError::Version(protocol));
                 }
                 self.phase = Phase::AwaitAccept;
+                let lanes = self.lanes.min(lanes);
+                if lanes > 0 {
+                    self.actions.push_back(SenderAction::OpenLanes(lanes));
+                }
             }
+            // Setting up a lane is the driver's business (it carries SDP, not
+            // transfer state); the answers reach the core only by mistake.
+            (Control::Lane { .. }, _) => {}
             (Control::Accept { have }, Phase::AwaitAccept) => {
                 if let Err(e) = self.record_claims(have) {
                     return self.fail(e);
@@ -464,10 +492,11 @@ impl Sender {
     }
 }
 
-pub(super) fn hello() -> Control {
+pub(super) fn hello(lanes: u32) -> Control {
     Control::Hello {
         protocol: PROTOCOL_VERSION,
         software: concat!("ferry/", env!("CARGO_PKG_VERSION")).into(),
+        lanes,
     }
 }
 
@@ -479,5 +508,6 @@ pub(super) fn control_name(msg: &Control) -> &'static str {
         Control::Resend { .. } => "resend",
         Control::Done => "done",
         Control::Cancel { .. } => "cancel",
+        Control::Lane { .. } => "lane",
     }
 }

@@ -17,6 +17,8 @@ struct Outcome {
     /// Blocks written by file index, in order.
     writes: Vec<(u32, u64)>,
     bytes_received: u64,
+    /// Lanes the sender was told to open.
+    lanes_opened: u32,
 }
 
 /// What the in-memory network and disk may do to the transfer.
@@ -30,6 +32,8 @@ struct Faults {
     manifest: Option<Manifest>,
     /// Extra raw messages injected before the first real data message.
     inject: Vec<Vec<u8>>,
+    /// Lanes each side offers in its hello (sender, receiver).
+    lanes: (u32, u32),
 }
 
 fn file(path: &str, size: u64) -> Entry {
@@ -54,8 +58,8 @@ fn transfer(
     faults: Faults,
 ) -> Outcome {
     let offered = faults.manifest.clone().unwrap_or_else(|| manifest.clone());
-    let mut sender = Sender::new(manifest, 4);
-    let mut receiver = Receiver::new();
+    let mut sender = Sender::with_lanes(manifest, 4, faults.lanes.0);
+    let mut receiver = Receiver::with_lanes(faults.lanes.1);
     let mut disk: HashMap<u32, Vec<u8>> = have_disk.clone();
     let mut out = Outcome {
         sender: Ok(()),
@@ -63,6 +67,7 @@ fn transfer(
         files: HashMap::new(),
         writes: Vec::new(),
         bytes_received: 0,
+        lanes_opened: 0,
     };
     let (mut s_done, mut r_done) = (false, false);
     let mut data_msgs = 0usize;
@@ -95,10 +100,45 @@ fn transfer(
                     let root = (req.block == 0).then(|| single_block_root(&bytes));
                     sender.block_read(&req, bytes, cv, root);
                 }
+                SenderAction::OpenLanes(n) => {
+                    assert!((1..=n).all(|lane| receiver.lane_allowed(lane)));
+                    assert!(!receiver.lane_allowed(n + 1) && !receiver.lane_allowed(0));
+                    out.lanes_opened = n;
+                }
                 SenderAction::Finished => s_done = true,
                 SenderAction::Failed(e) => {
                     out.sender = Err(e);
                     s_done = true;
+                }
+            }
+        }
+        // With lanes open, file ends go on lane 0 and blocks round-robin on
+        // the others; lane 0 is delivered first (a file's end overtakes its
+        // blocks) and the other lanes' messages interleave one by one.
+        if out.lanes_opened > 0 {
+            let lanes = out.lanes_opened as usize;
+            let mut queues: Vec<std::collections::VecDeque<bytes::BytesMut>> =
+                vec![Default::default(); lanes + 1];
+            let mut next = 0;
+            while let Some(item) = sender.poll_data() {
+                progress = true;
+                let lane = match item {
+                    DataItem::FileEnd { .. } => 0,
+                    DataItem::Block { .. } => {
+                        next += 1;
+                        1 + next % lanes
+                    }
+                };
+                queues[lane].extend(item.messages());
+            }
+            while let Some(msg) = queues[0].pop_front() {
+                receiver.handle_lane_data(0, &msg);
+            }
+            while queues.iter().any(|q| !q.is_empty()) {
+                for (lane, q) in queues.iter_mut().enumerate() {
+                    if let Some(msg) = q.pop_front() {
+                        receiver.handle_lane_data(lane as u32, &msg);
+                    }
                 }
             }
         }
@@ -386,4 +426,65 @@ fn empty_folder_only_transfer_finishes() {
     );
     assert_eq!(out.sender, Ok(()));
     assert_eq!(out.receiver, Ok(()));
+}
+
+#[test]
+fn lanes_carry_blocks_interleaved_and_files_end_before_their_blocks() {
+    let sources = vec![
+        data(5 * BS as usize + 3, 1),
+        data(2 * BS as usize, 2),
+        Vec::new(),
+        data(BS as usize / 2, 3),
+    ];
+    let m = manifest(
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, d)| file(&format!("f{i}"), d.len() as u64))
+            .collect(),
+    );
+    let faults = Faults {
+        lanes: (3, 2),
+        ..Default::default()
+    };
+    let out = transfer(m, sources.clone(), HashMap::new(), faults);
+    assert!(out.sender.is_ok(), "{:?}", out.sender);
+    assert!(out.receiver.is_ok(), "{:?}", out.receiver);
+    // The smaller offer wins.
+    assert_eq!(out.lanes_opened, 2);
+    for (i, src) in sources.iter().enumerate() {
+        assert_eq!(out.files.get(&(i as u32)), Some(src), "file {i}");
+    }
+}
+
+#[test]
+fn lanes_need_both_sides() {
+    let sources = vec![data(3 * BS as usize, 4)];
+    let m = manifest(vec![file("a", sources[0].len() as u64)]);
+    for lanes in [(2, 0), (0, 2), (0, 0)] {
+        let faults = Faults {
+            lanes,
+            ..Default::default()
+        };
+        let out = transfer(m.clone(), sources.clone(), HashMap::new(), faults);
+        assert!(out.receiver.is_ok() && out.sender.is_ok());
+        assert_eq!(out.lanes_opened, 0, "{lanes:?}");
+        assert_eq!(out.files.get(&0), Some(&sources[0]));
+    }
+}
+
+#[test]
+fn data_on_a_lane_never_agreed_is_refused() {
+    let mut receiver = Receiver::with_lanes(2);
+    // The sender's hello offers one lane only.
+    receiver.handle_control(Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes: 1,
+    });
+    assert!(receiver.lane_allowed(1) && !receiver.lane_allowed(2));
+    receiver.handle_lane_data(2, &[2, 0]);
+    let failed = std::iter::from_fn(|| receiver.poll_action())
+        .any(|a| matches!(a, ReceiverAction::Failed(ProtoError::Protocol(_))));
+    assert!(failed, "data on lane 2 must fail the transfer");
 }

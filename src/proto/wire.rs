@@ -9,6 +9,8 @@ use super::manifest::{Entry, Manifest};
 
 /// Version of the transfer protocol spoken on the data channels.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// Most extra data connections (lanes) either side offers or accepts.
+pub const MAX_LANES: u32 = 8;
 /// Largest message either side sends or accepts on a data channel.
 pub const MAX_MESSAGE: usize = 65535;
 /// Largest control message accepted. Senders keep manifest parts under
@@ -21,8 +23,17 @@ pub const MANIFEST_PART: usize = 48 * 1024;
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Control {
-    /// First message from both sides.
-    Hello { protocol: u32, software: String },
+    /// First message from both sides. `lanes`: how many extra data
+    /// connections (lanes) this side can use; 0 (or absent) for none.
+    Hello {
+        protocol: u32,
+        software: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        lanes: u32,
+    },
+    /// Sender -> receiver: the SDP offer of lane `lane` (1..=lanes); receiver
+    /// -> sender: its answer. Only after both hellos offered lanes.
+    Lane { lane: u32, sdp: String },
     /// Sender -> receiver: what is offered, after hello, in one or more parts
     /// so that every message stays small; `more` is true on all but the last.
     Manifest {
@@ -43,6 +54,10 @@ pub enum Control {
     Done,
     /// Either side: stop, with a reason a person can read.
     Cancel { reason: String },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Blocks of one file a receiver already holds, with their chaining values
