@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -484,6 +485,11 @@ fn part_file_name(name: &str) -> String {
     format!(".{}~{digest}{PART_SUFFIX}", &name[..keep])
 }
 
+/// Make a folder's entries durable (after moving files into it).
+pub fn sync_dir(dir: &Path) {
+    fsync_dir(dir)
+}
+
 fn fsync_dir(dir: &Path) {
     // The rename is already done; a failed directory fsync only weakens
     // crash durability, so it is reported rather than failing the file.
@@ -585,18 +591,47 @@ impl PartFile {
     /// replaced, atomically: on [`FilesError::Exists`] the target is untouched
     /// and the partial file stays. With `force` the target is replaced.
     pub fn finish(self, mode: u32, force: bool) -> Result<PathBuf, FilesError> {
+        self.sync()?;
+        let target = self.place(mode, force)?;
+        if let Some(dir) = target.parent() {
+            fsync_dir(dir);
+        }
+        Ok(target)
+    }
+
+    /// Flush this file's data to disk.
+    pub fn sync(&self) -> Result<(), FilesError> {
+        self.file
+            .sync_all()
+            .map_err(|e| write_err("cannot flush", &self.part, e))
+    }
+
+    /// Flush everything written to the file system holding this file (one
+    /// call for many finished files, instead of one fsync each).
+    pub fn sync_filesystem(&self) -> Result<(), FilesError> {
+        // SAFETY: syncfs only reads the descriptor, which `self.file` keeps open.
+        if unsafe { libc::syncfs(self.file.as_raw_fd()) } == 0 {
+            Ok(())
+        } else {
+            Err(write_err(
+                "cannot flush",
+                &self.part,
+                io::Error::last_os_error(),
+            ))
+        }
+    }
+
+    /// [`PartFile::finish`] without its flushes: the data must already be
+    /// durable ([`PartFile::sync`] or [`PartFile::sync_filesystem`]), and the
+    /// caller makes the folder durable ([`sync_dir`]) after moving files in.
+    pub fn place(self, mode: u32, force: bool) -> Result<PathBuf, FilesError> {
         let PartFile { file, target, part } = self;
-        file.sync_all()
-            .map_err(|e| write_err("cannot flush", &part, e))?;
         set_mode(&file, &part, mode)?;
         drop(file);
         if force {
             fs::rename(&part, &target).map_err(|e| io_err("cannot move into place", &target, e))?;
         } else {
             place_no_clobber(&part, &target)?;
-        }
-        if let Some(dir) = target.parent() {
-            fsync_dir(dir);
         }
         Ok(target)
     }

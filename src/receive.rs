@@ -133,6 +133,8 @@ enum WriteCmd {
         offset: u64,
         cv: Cv,
         data: Bytes,
+        /// Record the block in the file's resume state log.
+        log: bool,
     },
     Finish {
         file: u32,
@@ -191,6 +193,16 @@ async fn pump(
                     } else {
                         ctx.progress.file(&rel);
                         ctx.progress.advance(data.len() as u64);
+                        // A file of one block resumes by fetching that block
+                        // again: a state log would cost more than it saves.
+                        let log = ctx
+                            .manifest
+                            .as_ref()
+                            .and_then(|m| {
+                                let size = m.entries.get(file as usize)?.size?;
+                                Some(size > u64::from(m.block_size))
+                            })
+                            .unwrap_or(true);
                         let cmd = WriteCmd::Write {
                             file,
                             rel,
@@ -198,6 +210,7 @@ async fn pump(
                             offset,
                             cv,
                             data,
+                            log,
                         };
                         to_writer(&write_tx, cmd).await
                     }
@@ -457,15 +470,34 @@ fn write_files(
     mut cmds: mpsc::Receiver<WriteCmd>,
     events: mpsc::UnboundedSender<WriteEvent>,
 ) {
-    let mut parts: HashMap<u32, (PartFile, StateLog)> = HashMap::new();
+    let mut parts: HashMap<u32, (PartFile, Option<StateLog>)> = HashMap::new();
+    let mut finishing = Vec::new();
     let mut block_size = crate::proto::manifest::DEFAULT_BLOCK_SIZE;
-    while let Some(cmd) = cmds.blocking_recv() {
-        let result: Result<Option<u32>, FilesError> = match cmd {
+    loop {
+        // Files finish in batches: whenever the queue runs dry, or after
+        // FINISH_BATCH of them, so many small files share one flush.
+        let cmd = match cmds.try_recv() {
+            Ok(cmd) if finishing.len() < FINISH_BATCH => Some(cmd),
+            Ok(cmd) => {
+                if !finish_batch(&mut finishing, force, &events) {
+                    return;
+                }
+                Some(cmd)
+            }
+            Err(_) => {
+                if !finish_batch(&mut finishing, force, &events) {
+                    return;
+                }
+                cmds.blocking_recv()
+            }
+        };
+        let Some(cmd) = cmd else { return };
+        let result: Result<(), FilesError> = match cmd {
             WriteCmd::Begin { block_size: size } => {
                 block_size = size;
-                Ok(None)
+                Ok(())
             }
-            WriteCmd::Dir { rel } => files::create_dir_safe(out, &rel).map(|_| None),
+            WriteCmd::Dir { rel } => files::create_dir_safe(out, &rel).map(|_| ()),
             WriteCmd::Write {
                 file,
                 rel,
@@ -473,23 +505,29 @@ fn write_files(
                 offset,
                 cv,
                 data,
+                log,
             } => {
                 let open = match parts.entry(file) {
                     std::collections::hash_map::Entry::Occupied(o) => Ok(o.into_mut()),
                     std::collections::hash_map::Entry::Vacant(v) => {
                         PartFile::open(out, &rel, force)
                             .and_then(|p| {
-                                StateLog::open(p.part_path(), block_size).map(|log| (p, log))
+                                let log = log
+                                    .then(|| StateLog::open(p.part_path(), block_size))
+                                    .transpose()?;
+                                Ok((p, log))
                             })
                             .map(|pair| v.insert(pair))
                     }
                 };
                 // Data first, then its record: a record without data fails re-verification.
                 open.and_then(|(part, log)| {
-                    part.write_at(offset, &data)
-                        .and_then(|()| log.record(block, &cv))
+                    part.write_at(offset, &data)?;
+                    match log {
+                        Some(log) => log.record(block, &cv),
+                        None => Ok(()),
+                    }
                 })
-                .map(|()| None)
             }
             WriteCmd::Finish {
                 file,
@@ -497,24 +535,78 @@ fn write_files(
                 size,
                 mode,
             } => match parts.remove(&file) {
-                Some((mut part, log)) => part
-                    .set_len(size)
-                    .and_then(|()| part.finish(mode, force))
-                    .map(|_| {
-                        log.remove();
-                        Some(file)
-                    }),
-                None => finish_unwritten(out, &rel, size, mode, force).map(|()| Some(file)),
+                Some((mut part, log)) => part.set_len(size).map(|()| {
+                    finishing.push(Finishing {
+                        file,
+                        part,
+                        log,
+                        mode,
+                    })
+                }),
+                None => finish_unwritten(out, &rel, size, mode, force).map(|()| {
+                    let _ = events.send(WriteEvent::Finished(file));
+                }),
             },
         };
-        let event = match result {
-            Ok(None) => continue,
-            Ok(Some(file)) => WriteEvent::Finished(file),
-            Err(e) => WriteEvent::Failed(e.to_string()),
-        };
-        let failed = matches!(event, WriteEvent::Failed(_));
-        if events.send(event).is_err() || failed {
+        if let Err(e) = result {
+            let _ = events.send(WriteEvent::Failed(e.to_string()));
             return;
+        }
+    }
+}
+
+/// Files finished together: one flush of their data covers all of them.
+const FINISH_BATCH: usize = 256;
+
+/// A verified, complete partial file waiting to be moved into place.
+struct Finishing {
+    file: u32,
+    part: PartFile,
+    log: Option<StateLog>,
+    mode: u32,
+}
+
+/// Make the batch's data durable (one fsync, or one syncfs for several
+/// files), move each file into place, then make the folders durable once
+/// each. False if a file failed (reported) or the session is gone.
+fn finish_batch(
+    batch: &mut Vec<Finishing>,
+    force: bool,
+    events: &mpsc::UnboundedSender<WriteEvent>,
+) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let synced = match batch.as_slice() {
+        [one] => one.part.sync(),
+        [first, ..] => first.part.sync_filesystem(),
+        [] => Ok(()),
+    };
+    let mut folders = std::collections::BTreeSet::new();
+    let mut result = synced;
+    for done in batch.drain(..) {
+        if result.is_err() {
+            break;
+        }
+        result = done.part.place(done.mode, force).map(|target| {
+            if let Some(log) = done.log {
+                log.remove();
+            }
+            if let Some(dir) = target.parent() {
+                folders.insert(dir.to_path_buf());
+            }
+            let _ = events.send(WriteEvent::Finished(done.file));
+        });
+    }
+    batch.clear();
+    for dir in &folders {
+        files::sync_dir(dir);
+    }
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            let _ = events.send(WriteEvent::Failed(e.to_string()));
+            false
         }
     }
 }
