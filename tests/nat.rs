@@ -422,6 +422,7 @@ fn browser_behind_a_nat_receives_from_the_cli_through_stun() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let page = run(net
         .cmd("lan1", "node")
+        .env("FERRY_BIN", BIN)
         .arg(root.join("web/e2e/nat-receive.mjs"))
         .args([&link, path_str(&downloads)]));
     if !page.status.success() {
