@@ -70,5 +70,5 @@ fn javascript_unit_tests() {
 fn browser_end_to_end() {
     // One browser test at a time: each moves hundreds of MiB on 2 cores.
     // Screenshots of each state land in target/screenshots.
-    node_tests(&["--test-concurrency=1", "web/e2e/"], 6);
+    node_tests(&["--test-concurrency=1", "web/e2e/"], 7);
 }

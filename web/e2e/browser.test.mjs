@@ -313,6 +313,49 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
   }
 });
 
+test('the page fits a phone-sized screen: start, share and offer views without sideways scrolling', async () => {
+  const server = await serve();
+  const b = await browser(pw);
+  const procs = [];
+  const fits = (page) =>
+    page.evaluate(() => {
+      const root = document.documentElement;
+      const wide = [...document.querySelectorAll('button, input, .card, svg')].filter((el) => {
+        const r = el.getBoundingClientRect();
+        return r.width > 0 && (r.left < -1 || r.right > window.innerWidth + 1);
+      });
+      return { overflow: root.scrollWidth - window.innerWidth, outside: wide.map((el) => el.id || el.tagName) };
+    });
+  try {
+    const page = await b.context.newPage();
+    await page.setViewportSize({ width: 360, height: 740 });
+    await page.goto(server.local);
+    assert.deepEqual(await fits(page), { overflow: 0, outside: [] }, 'start view');
+    await screenshot(page, 'phone-1-start');
+
+    // Sharing: the ticket, its copy button and the QR code stay on screen.
+    await page.setInputFiles('#files-input', [path.join(src, 'docs', 'notes ✓.txt')]);
+    await page.waitForSelector('#qr svg', { timeout: 30_000 });
+    assert.deepEqual(await fits(page), { overflow: 0, outside: [] }, 'share view');
+    await screenshot(page, 'phone-2-share');
+
+    // An offer from the CLI, as a phone opening the printed link sees it.
+    const sender = ferry(['send', path.join(src, 'docs'), '--server', `ws://${lanIp()}:${server.port}`]);
+    procs.push(sender);
+    const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    const offer = await b.context.newPage();
+    await offer.setViewportSize({ width: 360, height: 740 });
+    await offer.goto(link);
+    await offer.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    assert.deepEqual(await fits(offer), { overflow: 0, outside: [] }, 'offer view');
+    await screenshot(offer, 'phone-3-offer');
+  } finally {
+    for (const p of procs) p.kill();
+    await b.close();
+    server.proc.kill();
+  }
+});
+
 test('BLAKE3 in the browser (main thread and worker) matches the official test vectors', async () => {
   const server = await serve();
   const b = await browser(pw);
