@@ -568,15 +568,12 @@ struct Finishing {
 
 /// Make the batch's data durable (one fsync, or one syncfs for several
 /// files), move each file into place, then make the folders durable once
-/// each. False if a file failed (reported) or the session is gone.
+/// each. False if a file failed (the failure is reported).
 fn finish_batch(
     batch: &mut Vec<Finishing>,
     force: bool,
     events: &mpsc::UnboundedSender<WriteEvent>,
 ) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
     let synced = match batch.as_slice() {
         [one] => one.part.sync(),
         [first, ..] => first.part.sync_filesystem(),
