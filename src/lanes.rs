@@ -16,7 +16,7 @@ use anyhow::{anyhow, Result};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::wire::MAX_LANES;
-use crate::transport::{Incoming, Lane, Link, Transport, TransportConfig};
+use crate::transport::{Lane, Link, Transport};
 
 /// Lanes offered when `FERRY_LANES` does not say otherwise.
 const DEFAULT_LANES: u32 = 1;
@@ -65,6 +65,14 @@ impl Default for Lanes {
     }
 }
 
+/// Which side of a lane's SDP exchange a task plays.
+enum Role {
+    /// Sender: make the offer, then wait for the receiver's answer here.
+    Offer(oneshot::Receiver<String>),
+    /// Receiver: answer this offer.
+    Answer(String),
+}
+
 impl Lanes {
     /// Sender: make lane `lane`'s offer (reported as [`LaneEvent::Sdp`]),
     /// then wait for [`Lanes::answered`].
@@ -72,24 +80,9 @@ impl Lanes {
         if self.started.contains(&lane) {
             return;
         }
-        self.started.push(lane);
         let (answer_tx, answer_rx) = oneshot::channel();
         self.answers.insert(lane, answer_tx);
-        let (config, incoming, events) = self.context(link);
-        self.tasks.push(tokio::spawn(async move {
-            let result = async {
-                let mut transport = Transport::new_lane(&config).await?;
-                let sdp = transport.create_offer().await?;
-                let _ = events.send(LaneEvent::Sdp(lane, sdp));
-                let answer = answer_rx
-                    .await
-                    .map_err(|_| anyhow!("lane {lane}: no answer"))?;
-                transport.accept_answer(answer).await?;
-                transport.open_lane(LANE_TIMEOUT, lane, incoming).await
-            }
-            .await;
-            let _ = events.send(LaneEvent::Open(lane, result));
-        }));
+        self.start(link, lane, Role::Offer(answer_rx));
     }
 
     /// Sender: the receiver's answer for `lane`. False if we never offered it.
@@ -109,18 +102,7 @@ impl Lanes {
         if self.started.contains(&lane) {
             return false;
         }
-        self.started.push(lane);
-        let (config, incoming, events) = self.context(link);
-        self.tasks.push(tokio::spawn(async move {
-            let result = async {
-                let mut transport = Transport::new_lane(&config).await?;
-                let sdp = transport.accept_offer(offer).await?;
-                let _ = events.send(LaneEvent::Sdp(lane, sdp));
-                transport.open_lane(LANE_TIMEOUT, lane, incoming).await
-            }
-            .await;
-            let _ = events.send(LaneEvent::Open(lane, result));
-        }));
+        self.start(link, lane, Role::Answer(offer));
         true
     }
 
@@ -133,19 +115,35 @@ impl Lanes {
         }
     }
 
-    fn context(
-        &self,
-        link: &Link,
-    ) -> (
-        TransportConfig,
-        mpsc::Sender<Incoming>,
-        mpsc::UnboundedSender<LaneEvent>,
-    ) {
-        (
-            link.config().clone(),
-            link.incoming_sender(),
-            self.events_tx.clone(),
-        )
+    /// One task sets up lane `lane`: our SDP goes out as [`LaneEvent::Sdp`],
+    /// and the outcome comes back as [`LaneEvent::Open`].
+    fn start(&mut self, link: &Link, lane: u32, role: Role) {
+        self.started.push(lane);
+        let config = link.config().clone();
+        let incoming = link.incoming_sender();
+        let events = self.events_tx.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let result = async {
+                let mut transport = Transport::new_lane(&config).await?;
+                match role {
+                    Role::Offer(answer) => {
+                        let sdp = transport.create_offer().await?;
+                        let _ = events.send(LaneEvent::Sdp(lane, sdp));
+                        let answer = answer
+                            .await
+                            .map_err(|_| anyhow!("lane {lane}: no answer"))?;
+                        transport.accept_answer(answer).await?;
+                    }
+                    Role::Answer(offer) => {
+                        let sdp = transport.accept_offer(offer).await?;
+                        let _ = events.send(LaneEvent::Sdp(lane, sdp));
+                    }
+                }
+                transport.open_lane(LANE_TIMEOUT, lane, incoming).await
+            }
+            .await;
+            let _ = events.send(LaneEvent::Open(lane, result));
+        }));
     }
 }
 

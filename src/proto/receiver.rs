@@ -98,11 +98,10 @@ pub struct Receiver {
     manifest_parts: Option<Manifest>,
     files: Vec<Option<RecvFile>>,
     /// The block being assembled on each data channel: index 0 is the main
-    /// connection's, 1.. the lanes'.
+    /// connection's, 1.. the lanes agreed in the hellos.
     assembling: Vec<Option<Assembly>>,
-    /// Extra data connections offered in our hello, and agreed with the peer's.
+    /// Extra data connections offered in our hello.
     lanes: u32,
-    agreed_lanes: u32,
     bad_blocks: HashMap<(u32, u64), u32>,
     actions: VecDeque<ReceiverAction>,
     unfinished: usize,
@@ -132,7 +131,6 @@ impl Receiver {
             files: Vec::new(),
             assembling: vec![None],
             lanes,
-            agreed_lanes: 0,
             bad_blocks: HashMap::new(),
             actions,
             unfinished: 0,
@@ -158,8 +156,7 @@ impl Receiver {
                 if protocol != PROTOCOL_VERSION {
                     return self.fail(ProtoError::Version(protocol));
                 }
-                self.agreed_lanes = self.lanes.min(lanes);
-                self.assembling = (0..=self.agreed_lanes).map(|_| None).collect();
+                self.assembling = (0..=self.lanes.min(lanes)).map(|_| None).collect();
                 self.phase = Phase::AwaitManifest;
             }
             // Lane offers are answered by the driver (see `lane_allowed`).
@@ -309,7 +306,7 @@ impl Receiver {
 
     /// Whether the sender may open lane `lane`: both hellos offered it.
     pub fn lane_allowed(&self, lane: u32) -> bool {
-        (1..=self.agreed_lanes).contains(&lane)
+        lane >= 1 && (lane as usize) < self.assembling.len()
     }
 
     /// A message from the main connection's data channel.
