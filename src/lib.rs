@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod files;
 pub mod lanes;
+pub mod limits;
 pub mod logging;
 pub mod net;
 pub mod progress;

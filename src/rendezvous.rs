@@ -17,6 +17,7 @@ use warp::http::StatusCode;
 use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
+use crate::limits::{ClientKey, ClientLimits, Refusal, Tracker};
 use crate::signal::{codes, ClientMessage, IceServer, Position, ServerMessage};
 use crate::turn::TurnRest;
 
@@ -37,6 +38,11 @@ pub struct Config {
     pub room_ttl: Duration,
     /// Rooms that may exist at once; beyond it joins get `server_busy`.
     pub max_rooms: usize,
+    /// What one client address may do; beyond it, `rate_limited`.
+    pub per_client: ClientLimits,
+    /// The server pings every connection this often; one that sends nothing
+    /// at all (not even the pong) for three intervals is closed as dead.
+    pub ping_interval: Duration,
     /// Sent to every client in `welcome`.
     pub ice_servers: Vec<IceServer>,
     /// The UDP port of this server's own STUN responder, if it runs one:
@@ -53,6 +59,8 @@ impl Default for Config {
             max_message_bytes: 64 * 1024,
             room_ttl: Duration::from_secs(24 * 60 * 60),
             max_rooms: 10_000,
+            per_client: ClientLimits::default(),
+            ping_interval: Duration::from_secs(20),
             ice_servers: Vec::new(),
             stun_port: None,
             turn: None,
@@ -75,17 +83,13 @@ pub async fn run(
     // Every connection task holds a clone; recv() yields None once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
 
-    let registry = tokio::spawn(registry_task(
-        registry_rx,
-        stop_rx.clone(),
-        config.room_ttl,
-        config.max_rooms,
-    ));
+    let registry = tokio::spawn(registry_task(registry_rx, stop_rx.clone(), config.clone()));
 
     let ctx = ConnCtx {
         registry: registry_tx,
         stop: stop_rx,
         max_message_bytes: config.max_message_bytes,
+        ping_interval: config.ping_interval,
         ice_servers: config.ice_servers,
         stun_port: config.stun_port,
         turn: config.turn,
@@ -119,6 +123,7 @@ struct ConnCtx {
     registry: mpsc::Sender<RegistryCmd>,
     stop: watch::Receiver<bool>,
     max_message_bytes: usize,
+    ping_interval: Duration,
     ice_servers: Vec<IceServer>,
     stun_port: Option<u16>,
     turn: Option<TurnRest>,
@@ -161,16 +166,25 @@ fn routes(
     let rooms = warp::path!("v1" / "rooms" / String)
         .and(warp::ws())
         .and(warp::header::optional::<String>("host"))
+        .and(warp::addr::remote())
         .and(warp::any().map(move || ctx.clone()))
         .map(
-            |room: String, ws: warp::ws::Ws, host: Option<String>, ctx: ConnCtx| {
+            |room: String,
+             ws: warp::ws::Ws,
+             host: Option<String>,
+             remote: Option<std::net::SocketAddr>,
+             ctx: ConnCtx| {
                 let ice_servers = ctx.ice_servers_for(host.as_deref());
+                // Always known for TCP listeners; the unspecified address
+                // keeps any other case under one shared limit.
+                let ip = remote.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+                let client = ClientKey::of(ip);
                 // Let frames a little over the limit through so the client gets a
                 // clear `too_large` rather than a dropped connection.
                 let hard_cap = ctx.max_message_bytes.saturating_mul(2).max(4096);
                 ws.max_message_size(hard_cap)
                     .max_frame_size(hard_cap)
-                    .on_upgrade(move |socket| connection(socket, room, ice_servers, ctx))
+                    .on_upgrade(move |socket| connection(socket, room, client, ice_servers, ctx))
             },
         );
 
@@ -215,8 +229,18 @@ enum PeerEvent {
 }
 
 enum RegistryCmd {
+    /// A new connection from `client`; it must send `Disconnect` when it
+    /// ends if the reply was `Ok`.
+    Connect {
+        client: ClientKey,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    Disconnect {
+        client: ClientKey,
+    },
     Join {
         room: String,
+        client: ClientKey,
         inbox: mpsc::UnboundedSender<PeerEvent>,
         reply: oneshot::Sender<JoinReply>,
     },
@@ -236,6 +260,7 @@ enum JoinReply {
     },
     Full,
     Busy,
+    Refused(Refusal),
 }
 
 struct Member {
@@ -251,10 +276,16 @@ struct Room {
 async fn registry_task(
     mut commands: mpsc::Receiver<RegistryCmd>,
     mut stop: watch::Receiver<bool>,
-    room_ttl: Duration,
-    max_rooms: usize,
+    config: Config,
 ) {
+    let Config {
+        room_ttl,
+        max_rooms,
+        per_client,
+        ..
+    } = config;
     let mut rooms: HashMap<String, Room> = HashMap::new();
+    let mut clients = Tracker::new(per_client);
     let mut next_id: u64 = 0;
     let period = (room_ttl / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
     let mut sweep = tokio::time::interval(period);
@@ -263,9 +294,27 @@ async fn registry_task(
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
-                Some(RegistryCmd::Join { room, inbox, reply }) => {
+                Some(RegistryCmd::Connect { client, reply }) => {
+                    let answer = clients.connect(client, Instant::now());
+                    if let Err(why) = &answer {
+                        tracing::info!(%client, %why, "refused a connection");
+                    }
+                    if reply.send(answer.clone()).is_err() && answer.is_ok() {
+                        // The connection is gone already and will not disconnect.
+                        clients.disconnect(client);
+                    }
+                }
+                Some(RegistryCmd::Disconnect { client }) => clients.disconnect(client),
+                Some(RegistryCmd::Join { room, client, inbox, reply }) => {
                     next_id += 1;
-                    let answer = join_room(&mut rooms, &room, next_id, inbox, max_rooms);
+                    let creating = !rooms.contains_key(&room);
+                    let answer = match creating.then(|| clients.create_room(client, Instant::now())) {
+                        Some(Err(why)) => {
+                            tracing::info!(%client, %why, "refused a new room");
+                            JoinReply::Refused(why)
+                        }
+                        _ => join_room(&mut rooms, &room, next_id, inbox, max_rooms),
+                    };
                     // The connection may have gone meanwhile; its Leave follows.
                     let _ = reply.send(answer);
                 }
@@ -273,6 +322,7 @@ async fn registry_task(
                 None => break,
             },
             _ = sweep.tick() => {
+                clients.sweep(Instant::now());
                 rooms.retain(|room_id, room| {
                     if room.created.elapsed() < room_ttl {
                         return true;
@@ -357,7 +407,46 @@ enum End {
     Error(&'static str, String),
 }
 
-async fn connection(mut ws: WebSocket, room: String, ice_servers: Vec<IceServer>, ctx: ConnCtx) {
+async fn connection(
+    ws: WebSocket,
+    room: String,
+    client: ClientKey,
+    ice_servers: Vec<IceServer>,
+    ctx: ConnCtx,
+) {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let admitted = match ctx
+        .registry
+        .send(RegistryCmd::Connect {
+            client,
+            reply: reply_tx,
+        })
+        .await
+    {
+        Ok(()) => reply_rx.await.ok(),
+        Err(_) => None,
+    };
+    match admitted {
+        Some(Ok(())) => {
+            in_room(ws, room, client, ice_servers, &ctx).await;
+            let _ = ctx.registry.send(RegistryCmd::Disconnect { client }).await;
+        }
+        Some(Err(why)) => finish(ws, End::Error(codes::RATE_LIMITED, why.to_string())).await,
+        None => {
+            let msg = "the server is shutting down".to_owned();
+            finish(ws, End::Error(codes::SHUTTING_DOWN, msg)).await;
+        }
+    }
+}
+
+/// An admitted connection: join the room, then relay until either side ends.
+async fn in_room(
+    mut ws: WebSocket,
+    room: String,
+    client: ClientKey,
+    ice_servers: Vec<IceServer>,
+    ctx: &ConnCtx,
+) {
     if !is_valid_room_id(&room) {
         tracing::debug!("refused a malformed room id");
         let msg = "the room id must be 32 lowercase hex characters".to_owned();
@@ -369,6 +458,7 @@ async fn connection(mut ws: WebSocket, room: String, ice_servers: Vec<IceServer>
     let (reply_tx, reply_rx) = oneshot::channel();
     let cmd = RegistryCmd::Join {
         room: room.clone(),
+        client,
         inbox: inbox_tx,
         reply: reply_tx,
     };
@@ -389,6 +479,10 @@ async fn connection(mut ws: WebSocket, room: String, ice_servers: Vec<IceServer>
             finish(ws, End::Error(codes::SERVER_BUSY, msg)).await;
             return;
         }
+        Some(JoinReply::Refused(why)) => {
+            finish(ws, End::Error(codes::RATE_LIMITED, why.to_string())).await;
+            return;
+        }
         None => {
             let msg = "the server is shutting down".to_owned();
             finish(ws, End::Error(codes::SHUTTING_DOWN, msg)).await;
@@ -401,7 +495,7 @@ async fn connection(mut ws: WebSocket, room: String, ice_servers: Vec<IceServer>
         ice_servers,
     };
     let end = if send_json(&mut ws, &welcome).await {
-        session(&mut ws, &mut inbox, peer, &ctx).await
+        session(&mut ws, &mut inbox, peer, ctx).await
     } else {
         End::Gone
     };
@@ -418,6 +512,12 @@ async fn session(
 ) -> End {
     let mut stop = ctx.stop.clone();
     let mut relays = 0usize;
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + ctx.ping_interval,
+        ctx.ping_interval,
+    );
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             // Stop first: at shutdown the peer's own exit also queues a
@@ -435,6 +535,7 @@ async fn session(
                     }
                     None => return End::Gone,
                 };
+                last_heard = tokio::time::Instant::now();
                 if frame.is_close() {
                     return End::Gone;
                 }
@@ -459,6 +560,17 @@ async fn session(
                     Some(p) => { let _ = p.send(PeerEvent::Relay(data)); }
                     // Documented: relays while alone in the room are dropped.
                     None => tracing::debug!("dropped a relay sent with no peer present"),
+                }
+            }
+            _ = ping.tick() => {
+                // Browsers and tungstenite answer pings by themselves; silence
+                // means the client or the path to it is gone.
+                if last_heard.elapsed() >= ctx.ping_interval * 3 {
+                    let msg = format!("nothing heard from this client for {} s", last_heard.elapsed().as_secs());
+                    return End::Error(codes::IDLE_TIMEOUT, msg);
+                }
+                if ws.send(Message::ping(Vec::new())).await.is_err() {
+                    return End::Gone;
                 }
             }
             event = inbox.recv() => {

@@ -33,6 +33,7 @@ pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
             Duration::from_secs(args.turn_ttl),
         ));
     }
+    raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
@@ -75,4 +76,31 @@ pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
         let _ = task.await;
     }
     result
+}
+
+/// Every WebSocket is an open file: the common soft limit of 1,024 would cap
+/// the server far below its own limits, so take what the hard limit allows.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let before = limit.rlim_cur;
+        if before >= limit.rlim_max {
+            return;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::debug!(
+                from = before,
+                to = limit.rlim_cur,
+                "raised the open file limit"
+            );
+        }
+    }
 }

@@ -13,6 +13,7 @@ use data_encoding::BASE64URL_NOPAD;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -205,6 +206,8 @@ pub mod codes {
     pub const ROOM_EXPIRED: &str = "room_expired";
     pub const SERVER_BUSY: &str = "server_busy";
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const IDLE_TIMEOUT: &str = "idle_timeout";
 }
 
 /// What can go wrong while signaling.
@@ -232,9 +235,19 @@ pub enum SignalError {
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Server messages a client holds while its owner is busy elsewhere; the
+/// server sends a few dozen per transfer.
+const INCOMING_QUEUE: usize = 64;
+
 /// One peer's connection to its rendezvous room. Owned by a single task.
+///
+/// The WebSocket itself lives in a task of its own, so the server's pings
+/// are answered even while the owner is busy (asking the user, re-hashing a
+/// partial file); the two talk over channels.
 pub struct SignalClient {
-    ws: Ws,
+    outgoing: mpsc::Sender<Message>,
+    incoming: mpsc::Receiver<Result<ServerMessage, SignalError>>,
+    socket: tokio::task::JoinHandle<()>,
     position: Position,
     ice_servers: Vec<IceServer>,
     key: [u8; 32],
@@ -270,8 +283,13 @@ impl SignalClient {
             match tokio::time::timeout(CONNECT_TIMEOUT, join(&url)).await {
                 Ok(Ok((ws, position, ice_servers))) => {
                     tracing::debug!(%server, ?position, "joined rendezvous room");
+                    let (outgoing, to_socket) = mpsc::channel(INCOMING_QUEUE);
+                    let (from_socket, incoming) = mpsc::channel(INCOMING_QUEUE);
+                    let socket = tokio::spawn(socket_task(ws, to_socket, from_socket));
                     return Ok(SignalClient {
-                        ws,
+                        outgoing,
+                        incoming,
+                        socket,
                         position,
                         ice_servers,
                         key: ticket.signaling_key(),
@@ -352,7 +370,10 @@ impl SignalClient {
         };
         let text = serde_json::to_string(&frame)
             .map_err(|e| SignalError::Protocol(format!("cannot encode frame: {e}")))?;
-        self.ws.send(Message::text(text)).await.map_err(ws_error)
+        self.outgoing
+            .send(Message::text(text))
+            .await
+            .map_err(|_| SignalError::Closed)
     }
 
     /// The next message from the peer, opened with the peer's role. A message
@@ -380,13 +401,16 @@ impl SignalClient {
     }
 
     /// Leaves the room politely.
-    pub async fn close(mut self) {
-        if let Err(e) = self.ws.close(None).await {
-            tracing::debug!(error = %e, "closing rendezvous connection");
+    pub async fn close(self) {
+        // The socket task closes the WebSocket once nothing more can be sent.
+        drop(self.outgoing);
+        let mut socket = self.socket;
+        if tokio::time::timeout(Duration::from_secs(2), &mut socket)
+            .await
+            .is_err()
+        {
+            socket.abort();
         }
-        // Drain until the server acknowledges, briefly, so the leave is clean.
-        let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
 
     fn open_from_peer(&self, data: &str) -> Result<SignalMessage, SignalError> {
@@ -414,7 +438,47 @@ impl SignalClient {
     }
 
     async fn next_server_message(&mut self) -> Result<ServerMessage, SignalError> {
-        read_server_message(&mut self.ws).await
+        match self.incoming.recv().await {
+            Some(msg) => msg,
+            None => Err(SignalError::Closed),
+        }
+    }
+}
+
+/// Owns the WebSocket: writes what the client sends, reads and parses what
+/// the server sends (answering pings on the way), and ends at the first error.
+async fn socket_task(
+    mut ws: Ws,
+    mut outgoing: mpsc::Receiver<Message>,
+    incoming: mpsc::Sender<Result<ServerMessage, SignalError>>,
+) {
+    loop {
+        tokio::select! {
+            msg = outgoing.recv() => match msg {
+                Some(msg) => {
+                    if let Err(e) = ws.send(msg).await {
+                        let _ = incoming.send(Err(ws_error(e))).await;
+                        return;
+                    }
+                }
+                None => {
+                    if let Err(e) = ws.close(None).await {
+                        tracing::debug!(error = %e, "closing rendezvous connection");
+                    }
+                    // Drain until the server acknowledges, briefly, so the leave is clean.
+                    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                    return;
+                }
+            },
+            // Cancel-safe: it holds no partial frame between polls.
+            msg = read_server_message(&mut ws) => {
+                let end = msg.is_err();
+                if incoming.send(msg).await.is_err() || end {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use data_encoding::BASE64URL_NOPAD;
+use ferry::limits::{ClientLimits, Rate};
 use ferry::rendezvous::{self, Config};
 use ferry::signal::{
     associated_data, seal, Position, Role, ServerMessage, SignalClient, SignalError, SignalMessage,
@@ -471,4 +472,168 @@ async fn shutdown_closes_open_rooms() {
     );
     // The listener is gone.
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+/// A raw client whose TCP connection comes from `source` (any 127.0.0.0/8
+/// address works on loopback), so tests can act as several client addresses.
+async fn raw_connect_from(source: &str, addr: SocketAddr, room: &str) -> RawWs {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = within("tcp connect", socket.connect(addr)).await.unwrap();
+    let url = format!("ws://{addr}/v1/rooms/{room}");
+    within(
+        "ws handshake",
+        tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+fn limits(max_connections: usize, connect: (u32, u32), room: (u32, u32)) -> ClientLimits {
+    ClientLimits {
+        max_connections,
+        connect_rate: Rate {
+            burst: connect.0,
+            per_minute: connect.1,
+        },
+        room_rate: Rate {
+            burst: room.0,
+            per_minute: room.1,
+        },
+    }
+}
+
+fn room(n: u8) -> String {
+    format!("{n:02x}").repeat(16)
+}
+
+async fn expect_welcome(ws: &mut RawWs) -> Position {
+    match raw_next(ws).await {
+        Some(ServerMessage::Welcome { position, .. }) => position,
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+}
+
+async fn expect_refusal(ws: &mut RawWs, says: &str) {
+    match raw_next(ws).await {
+        Some(ServerMessage::Error { code, message }) => {
+            assert_eq!(code, "rate_limited", "{message}");
+            assert!(message.contains(says), "{message}");
+        }
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    assert!(raw_next(ws).await.is_none(), "the connection must close");
+}
+
+#[tokio::test]
+async fn one_address_over_its_connection_cap_is_refused_and_others_are_served() {
+    let server = Server::start(Config {
+        per_client: limits(2, (100, 100), (100, 100)),
+        ..Config::default()
+    })
+    .await;
+    let mut a1 = raw_connect_from("127.0.0.2", server.addr, &room(1)).await;
+    let mut a2 = raw_connect_from("127.0.0.2", server.addr, &room(2)).await;
+    expect_welcome(&mut a1).await;
+    expect_welcome(&mut a2).await;
+    let mut a3 = raw_connect_from("127.0.0.2", server.addr, &room(3)).await;
+    expect_refusal(&mut a3, "too many connections from your address").await;
+
+    // Another address pairs and relays as usual, and the page is served.
+    let mut b1 = raw_connect_from("127.0.0.3", server.addr, &room(4)).await;
+    let mut b2 = raw_connect_from("127.0.0.3", server.addr, &room(4)).await;
+    assert_eq!(expect_welcome(&mut b1).await, Position::First);
+    assert_eq!(expect_welcome(&mut b2).await, Position::Second);
+    assert_eq!(raw_next(&mut b1).await, Some(ServerMessage::PeerJoined));
+    raw_relay(&mut b2, "hello").await;
+    assert_eq!(
+        raw_next(&mut b1).await,
+        Some(ServerMessage::Relay {
+            data: "hello".into()
+        })
+    );
+    assert!(http_get(server.addr, "/").await.starts_with("HTTP/1.1 200"));
+
+    // A closed connection gives its slot back.
+    a1.close(None).await.unwrap();
+    while raw_next(&mut a1).await.is_some() {}
+    let mut again = None;
+    for _ in 0..100 {
+        let mut a4 = raw_connect_from("127.0.0.2", server.addr, &room(5)).await;
+        match raw_next(&mut a4).await {
+            Some(ServerMessage::Welcome { .. }) => {
+                again = Some(a4);
+                break;
+            }
+            // The server may not have seen the close yet.
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(again.is_some(), "the slot was never given back");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_and_room_creation_rates_are_limited_per_address() {
+    let server = Server::start(Config {
+        per_client: limits(100, (4, 1), (2, 1)),
+        ..Config::default()
+    })
+    .await;
+    // Two new rooms, then a third is refused; joining an existing one is not
+    // creating one, so it is still allowed.
+    let mut r1 = raw_connect_from("127.0.0.4", server.addr, &room(1)).await;
+    let mut r2 = raw_connect_from("127.0.0.4", server.addr, &room(2)).await;
+    expect_welcome(&mut r1).await;
+    expect_welcome(&mut r2).await;
+    let mut r3 = raw_connect_from("127.0.0.4", server.addr, &room(3)).await;
+    expect_refusal(&mut r3, "too many new transfers from your address").await;
+    let mut join = raw_connect_from("127.0.0.4", server.addr, &room(1)).await;
+    assert_eq!(expect_welcome(&mut join).await, Position::Second);
+    // That was the fourth connection of a burst of four.
+    let mut fifth = raw_connect_from("127.0.0.4", server.addr, &room(1)).await;
+    expect_refusal(&mut fifth, "too many new connections from your address").await;
+
+    // Another address is unaffected.
+    let mut other = raw_connect_from("127.0.0.5", server.addr, &room(6)).await;
+    expect_welcome(&mut other).await;
+
+    // The client library reports the refusal as the server's error.
+    let mut refused = None;
+    for _ in 0..3 {
+        // 127.0.0.1 has its own fresh limits: use them up with new rooms.
+        match SignalClient::connect(&server.ticket()).await {
+            Ok(client) => client.close().await,
+            Err(e) => refused = Some(e),
+        }
+    }
+    let refused = refused.expect("the third room from 127.0.0.1 must be refused");
+    assert!(refused.to_string().contains("rate_limited"), "{refused}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_busy_clients_stay() {
+    let server = Server::start(Config {
+        ping_interval: Duration::from_millis(100),
+        ..Config::default()
+    })
+    .await;
+    // A raw client that never reads never answers the server's pings.
+    let mut silent = raw_connect(server.addr, &room(7)).await;
+    expect_welcome(&mut silent).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    expect_error_code(raw_next(&mut silent).await, "idle_timeout");
+    assert!(raw_next(&mut silent).await.is_none());
+
+    // The signaling client answers pings from its own task, so a peer busy
+    // elsewhere (asking its user, say) for many ping intervals keeps its place.
+    let (mut a, mut b) = pair(&server.ticket()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    b.send(&offer()).await.unwrap();
+    assert_eq!(within("recv", a.recv()).await.unwrap(), offer());
+    a.close().await;
+    b.close().await;
+    server.shutdown().await;
 }

@@ -24,6 +24,7 @@ const SERVER_ERRORS = {
   too_large: 'the rendezvous server refused a message as too large',
   too_many_messages: 'the rendezvous server refused further messages',
   bad_request: 'the rendezvous server refused a malformed message',
+  idle_timeout: 'the rendezvous server heard nothing from this page for too long',
 };
 
 export const TAMPERED =
