@@ -14,6 +14,11 @@ use crate::transport::{Drain, IceServer, Link, Transport, TransportConfig};
 /// Time allowed from "the peer is there" to "both channels are open".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Time allowed for the peer's offer or answer to come through the
+/// rendezvous. Making one takes milliseconds, but a browser gathers all its
+/// candidates first, which can take ~10 s when a STUN server is unreachable.
+const DESCRIPTION_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Ctrl-C, or the user interrupting otherwise: exit code 130.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted")]
@@ -124,11 +129,19 @@ pub async fn connect(
                         session: Some(session.clone()),
                     };
                     signal.send(&offer).await?;
-                    let (answer, _) = expect_description(signal, "answer", Some(&session)).await?;
+                    let (answer, _) = within_description_timeout(
+                        expect_description(signal, "answer", Some(&session)),
+                        "the peer did not answer",
+                    )
+                    .await?;
                     transport.accept_answer(answer).await?;
                 }
                 Position::First => {
-                    let (offer, session) = expect_description(signal, "offer", None).await?;
+                    let (offer, session) = within_description_timeout(
+                        expect_description(signal, "offer", None),
+                        "the peer joined but sent no offer",
+                    )
+                    .await?;
                     let sdp = transport.accept_offer(offer).await?;
                     let answer = SignalMessage::Description {
                         sdp_type: "answer".into(),
@@ -155,8 +168,8 @@ pub async fn connect(
     };
     result.map_err(|e| match e.downcast_ref::<SignalError>() {
         Some(SignalError::PeerLeft) => PeerLost("the peer left while connecting".into()).into(),
-        // A server that tampers is an attack, not bad luck: stop.
-        Some(SignalError::Tampered) => e,
+        // A server that tampers or replays is an attack, not bad luck: stop.
+        Some(SignalError::Tampered | SignalError::Replayed) => e,
         // Reaching the rendezvous and waiting for the peer are not this peer's fault.
         _ if !signal.peer_present() => e,
         // The peer came and then could not be reached (it died, or no path
@@ -205,7 +218,9 @@ impl PeerWatch {
                     self.deadline = Some(tokio::time::Instant::now() + LEFT_GRACE)
                 }
                 // Late or trickled signaling, or garbage from the server: not our concern now.
-                Ok(_) | Err(SignalError::Tampered) | Err(SignalError::Protocol(_)) => {}
+                Ok(_)
+                | Err(SignalError::Tampered | SignalError::Replayed | SignalError::Protocol(_)) => {
+                }
                 Err(e) => {
                     tracing::debug!("rendezvous connection ended: {e}");
                     self.lost_server = true;
@@ -213,6 +228,20 @@ impl PeerWatch {
             }
         }
     }
+}
+
+async fn within_description_timeout<T>(
+    wait: impl std::future::Future<Output = Result<T>>,
+    what: &str,
+) -> Result<T> {
+    tokio::time::timeout(DESCRIPTION_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow!(
+                "{what} within {}s: the rendezvous server is dropping messages, or the peer is stuck",
+                DESCRIPTION_TIMEOUT.as_secs()
+            ))
+        })
 }
 
 /// The next description of type `want`; with `session`, only one that

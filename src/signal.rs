@@ -223,6 +223,8 @@ pub enum SignalError {
     PeerLeft,
     #[error("a signaling message failed authentication: the rendezvous server tampered with it, or the ticket is wrong")]
     Tampered,
+    #[error("a signaling message arrived a second time: the rendezvous server is replaying old messages; use another server")]
+    Replayed,
     #[error("the rendezvous server reported an error: {0}")]
     Server(String),
     #[error("signaling protocol error: {0}")]
@@ -254,6 +256,10 @@ pub struct SignalClient {
     room_id: String,
     /// Sealed messages that arrived while waiting for `peer_joined`.
     pending: VecDeque<String>,
+    /// Every authentic message opened so far: the nonce is fresh each time,
+    /// so one seen twice was replayed by the server. Only authentic ones
+    /// are kept, and a peer sends a handful, so this stays small.
+    opened: std::collections::HashSet<String>,
     peer_present: bool,
 }
 
@@ -295,6 +301,7 @@ impl SignalClient {
                         key: ticket.signaling_key(),
                         room_id,
                         pending: VecDeque::new(),
+                        opened: Default::default(),
                         peer_present: position == Position::Second,
                     });
                 }
@@ -413,9 +420,13 @@ impl SignalClient {
         }
     }
 
-    fn open_from_peer(&self, data: &str) -> Result<SignalMessage, SignalError> {
+    fn open_from_peer(&mut self, data: &str) -> Result<SignalMessage, SignalError> {
         let aad = associated_data(&self.room_id, self.position.role().other());
-        open(&self.key, &aad, data)
+        let msg = open(&self.key, &aad, data)?;
+        if !self.opened.insert(data.to_owned()) {
+            return Err(SignalError::Replayed);
+        }
+        Ok(msg)
     }
 
     fn on_peer_joined(&mut self) {
