@@ -30,6 +30,9 @@ const SERVER_ERRORS = {
 export const TAMPERED =
   'a signaling message failed authentication: the rendezvous server tampered with it, or the ticket is wrong';
 
+export const REPLAYED =
+  'a signaling message arrived a second time: the rendezvous server is replaying old messages; use another server';
+
 /**
  * A place in a room. Its events (see `listen`) are {type: 'peer_joined'},
  * {type: 'peer_left'}, {type: 'message', message} (an opened signaling
@@ -46,6 +49,9 @@ export class Signal {
     this.queue = [];
     this.listener = null;
     this.closed = false;
+    // Every authentic sealed message opened so far: nonces are fresh, so one
+    // seen twice was replayed by the server (docs/PROTOCOL.md).
+    this.opened = new Set();
     // Frames are handled one after another: opening is asynchronous, and an
     // answer must not overtake the peer_left that came before it.
     this.chain = Promise.resolve();
@@ -86,6 +92,8 @@ export class Signal {
       case 'relay': {
         const opened = await this.#open(msg.data);
         if (opened === null) return this.#end(new SignalError(TAMPERED, 'tampered'));
+        if (this.opened.has(msg.data)) return this.#end(new SignalError(REPLAYED, 'replayed'));
+        this.opened.add(msg.data);
         return this.#push({ type: 'message', message: opened });
       }
       case 'error':
