@@ -13,9 +13,10 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
-/// What the proxy does with a text frame a client sends: `conn` counts the
-/// connections to one room from 0 (0 is the sender, who creates the room).
-type Rule = Box<dyn Fn(usize, &str) -> Vec<String> + Send + Sync>;
+/// What the proxy does with a text frame a client sends to the room at
+/// `path`: `conn` counts the connections to that room from 0 (0 is the
+/// sender, who creates the room). Returns the frames to pass on.
+type Rule = Box<dyn Fn(&str, usize, &str) -> Vec<String> + Send + Sync>;
 
 /// Everything the clients sent towards the server, as the server would see it.
 #[derive(Default)]
@@ -74,7 +75,7 @@ fn mitm(upstream: String, rule: Rule, seen: Arc<Mutex<Seen>>) -> String {
                             let out = match &msg {
                                 Message::Text(text) => {
                                     seen.lock().unwrap().frames.push(text.to_string());
-                                    rule(conn, text.as_str())
+                                    rule(&path, conn, text.as_str())
                                         .into_iter()
                                         .map(Message::text)
                                         .collect()
@@ -104,7 +105,7 @@ fn mitm(upstream: String, rule: Rule, seen: Arc<Mutex<Seen>>) -> String {
 }
 
 fn forward_all() -> Rule {
-    Box::new(|_, text| vec![text.to_owned()])
+    Box::new(|_, _, text| vec![text.to_owned()])
 }
 
 /// Spells `secret` could take in text: the encodings ferry and common tools use.
@@ -197,7 +198,7 @@ fn a_server_that_drops_the_answer_is_named() {
     let server = serve();
     let seen = Arc::new(Mutex::new(Seen::default()));
     // The sender's relays (its answer) never reach the server.
-    let rule: Rule = Box::new(|conn, text| match conn {
+    let rule: Rule = Box::new(|_, conn, text| match conn {
         0 => vec![],
         _ => vec![text.to_owned()],
     });
@@ -230,7 +231,7 @@ fn a_server_that_replays_an_old_offer_is_refused() {
     // replaced by it, as a server replaying recorded traffic would.
     let first_offer = Arc::new(Mutex::new(None::<String>));
     let kept = first_offer.clone();
-    let rule: Rule = Box::new(move |conn, text| {
+    let rule: Rule = Box::new(move |_, conn, text| {
         let mut kept = kept.lock().unwrap();
         match conn {
             1 if kept.is_none() => {
@@ -298,4 +299,58 @@ fn a_server_that_replays_an_old_offer_is_refused() {
         !dst.path().join("big.bin").exists(),
         "no complete-looking file"
     );
+}
+
+#[test]
+fn a_server_that_swaps_in_another_transfers_offer_is_refused() {
+    let server = serve();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    // The first receiver's offer is kept, and any other room's receiver
+    // gets its offer replaced by it: an SDP (and DTLS fingerprint) of the
+    // server's choosing, sealed by a genuine peer of another transfer.
+    let kept = Arc::new(Mutex::new(None::<(String, String)>));
+    let rule: Rule = Box::new(move |path, conn, text| {
+        let mut kept = kept.lock().unwrap();
+        match (conn, kept.as_ref()) {
+            (1, None) => {
+                *kept = Some((path.to_owned(), text.to_owned()));
+                vec![text.to_owned()]
+            }
+            (1, Some((room, offer))) if room != path => vec![offer.clone()],
+            _ => vec![text.to_owned()],
+        }
+    });
+    let proxy = mitm(server.url.clone(), rule, seen);
+    let src = tempdir();
+    write(&src.path().join("a.txt"), b"transfer a");
+    write(&src.path().join("b.txt"), b"transfer b");
+    let transfer = |name: &str| {
+        let dst = tempdir();
+        let sender = send(
+            &[
+                path_str(&src.path().join(name)),
+                "--server",
+                &proxy,
+                "--timeout",
+                "60",
+            ],
+            None,
+        );
+        let recv = receive(&sender.ticket, &["--out", path_str(dst.path()), "--yes"]);
+        (sender.wait(), recv, dst)
+    };
+    let (sent_a, recv_a, _dst_a) = transfer("a.txt");
+    assert_eq!(recv_a.status.code(), Some(0), "{}", recv_a.stderr);
+    assert_eq!(sent_a.status.code(), Some(0), "{}", sent_a.stderr);
+    let (sent_b, recv_b, dst_b) = transfer("b.txt");
+    assert_eq!(sent_b.status.code(), Some(1), "{}", sent_b.stderr);
+    assert!(
+        sent_b
+            .stderr
+            .contains("failed authentication: the rendezvous server tampered with it"),
+        "{}",
+        sent_b.stderr
+    );
+    assert_eq!(recv_b.status.code(), Some(1), "{}", recv_b.stderr);
+    assert!(tree(dst_b.path()).is_empty(), "nothing may be written");
 }
