@@ -363,7 +363,7 @@ fn write_fuzz_seeds() {
     );
 
     let tagged = |which: u8, json: Vec<u8>| [vec![which], json].concat();
-    let mut json = vec![
+    let mut json = [
         ServerMessage::Welcome {
             position: Position::First,
             ice_servers: vec![IceServer {
