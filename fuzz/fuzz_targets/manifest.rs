@@ -19,6 +19,14 @@ fuzz_target!(|data: &[u8]| {
     if manifest.validate().is_err() {
         return;
     }
+    // Drivers add up the sizes of every valid offer (progress, free space).
+    let exact: u128 = manifest
+        .entries
+        .iter()
+        .filter_map(|e| e.size)
+        .map(u128::from)
+        .sum();
+    assert_eq!(u128::from(manifest.total_bytes()), exact);
     let mut files = HashSet::new();
     let mut folded = HashSet::new();
     for entry in &manifest.entries {
