@@ -69,6 +69,8 @@ pub enum ManifestError {
     DirWithSize(String),
     #[error("the offer is empty")]
     Empty,
+    #[error("the offer's sizes add up to more than 2^64 bytes")]
+    TotalTooLarge,
 }
 
 /// Check one relative path (from a peer, or about to be offered to one) and
@@ -133,6 +135,11 @@ impl Manifest {
         if self.entries.len() > MAX_ENTRIES {
             return Err(ManifestError::TooManyEntries(self.entries.len()));
         }
+        // Drivers add the sizes up (progress, free space): the sum must fit.
+        self.entries
+            .iter()
+            .try_fold(0u64, |sum, e| sum.checked_add(e.size.unwrap_or(0)))
+            .ok_or(ManifestError::TotalTooLarge)?;
         let mut kinds: HashMap<&str, EntryKind> = HashMap::with_capacity(self.entries.len());
         let mut folded: HashMap<String, &str> = HashMap::with_capacity(self.entries.len());
         for entry in &self.entries {
@@ -168,9 +175,13 @@ impl Manifest {
         Ok(())
     }
 
-    /// Total payload bytes, counting unknown-length streams as 0.
+    /// Total payload bytes, counting unknown-length streams as 0. Exact for
+    /// a validated manifest; saturates otherwise.
     pub fn total_bytes(&self) -> u64 {
-        self.entries.iter().filter_map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .filter_map(|e| e.size)
+            .fold(0u64, u64::saturating_add)
     }
 
     pub fn file_count(&self) -> usize {
@@ -286,6 +297,19 @@ mod tests {
         assert_eq!(m.validate(), Err(ManifestError::BlockSize(1000)));
         m.block_size = 1 << 30;
         assert_eq!(m.validate(), Err(ManifestError::BlockSize(1 << 30)));
+    }
+
+    /// Found while writing the `manifest` fuzz target: two sizes whose sum overflows
+    /// made `total_bytes` panic (debug) or wrap (release), and the receiver's
+    /// free-space check used the wrapped total.
+    #[test]
+    fn sizes_whose_sum_overflows_are_refused() {
+        let m = manifest(vec![file("a", u64::MAX), file("b", 1)]);
+        assert_eq!(m.validate(), Err(ManifestError::TotalTooLarge));
+        assert_eq!(m.total_bytes(), u64::MAX);
+        assert!(manifest(vec![file("a", u64::MAX - 1), file("b", 1)])
+            .validate()
+            .is_ok());
     }
 
     #[test]
