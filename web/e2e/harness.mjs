@@ -97,6 +97,9 @@ export async function sameFile(a, b) {
 export function ferry(args, opts = {}) {
   const child = spawn(ferryBin, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   const out = { stdout: '', stderr: '' };
+  // Decoded as streams: a UTF-8 character may be split across two reads.
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
   child.stdout.on('data', (d) => {
     out.stdout += d;
   });

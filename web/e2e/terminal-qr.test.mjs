@@ -1,5 +1,5 @@
 // The QR code `ferry send` draws on a terminal: run it under a pseudo-terminal
-// (util-linux `script`), turn the printed block characters back into pixels
+// (python3's pty module), turn the printed block characters back into pixels
 // and decode them with jsQR, as a phone camera would read the screen.
 
 import assert from 'node:assert/strict';
@@ -45,13 +45,26 @@ test('on a terminal, ferry send prints a QR code that decodes to exactly the pri
   const dir = tempDir('tty-qr');
   const file = path.join(dir, 'hello.txt');
   randomFile(file, 1000);
-  // `script` gives ferry a pseudo-terminal; its own output is what the terminal showed.
-  const quote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
-  const child = spawn('script', ['-qfec', `${quote(ferryBin)} send ${quote(file)}`, '/dev/null'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: true,
-  });
+  // Python's pty module gives ferry a pseudo-terminal as its controlling
+  // terminal and copies what ferry writes to it, as a terminal would show it.
+  const relay = [
+    'import os, pty, sys',
+    'pid, fd = pty.fork()',
+    'if pid == 0:',
+    '    os.execv(sys.argv[1], sys.argv[1:])',
+    'while True:',
+    '    try:',
+    '        data = os.read(fd, 65536)',
+    '    except OSError:',
+    '        break',
+    '    if not data:',
+    '        break',
+    '    os.write(1, data)',
+  ].join('\n');
+  const child = spawn('python3', ['-c', relay, ferryBin, 'send', file], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let shown = '';
+  // Decoded as a stream: a block character may be split across two reads.
+  child.stdout.setEncoding('utf8');
   child.stdout.on('data', (d) => {
     shown += d;
   });
@@ -98,6 +111,8 @@ test('without a terminal, ferry send prints the link but no QR code', async () =
   const file = path.join(dir, 'hello.txt');
   randomFile(file, 1000);
   const child = spawn(ferryBin, ['send', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
   let shown = '';
   child.stdout.on('data', (d) => {
     shown += d;
