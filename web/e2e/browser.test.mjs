@@ -326,9 +326,19 @@ test('CLI to browser: separate paths (a 300 MiB file, an empty file, a folder) a
     assert.match(await page.textContent('#offer-summary'), /3 files/);
     const download = page.waitForEvent('download', { timeout: 300_000 });
     await page.click('#save-download');
+    // Plain http: the Blob's parts go through IndexedDB, which keeps them on disk.
+    await page.waitForFunction(
+      async () => (await indexedDB.databases()).some((d) => d.name.startsWith('ferry-download-')),
+      null,
+      { timeout: 300_000, polling: 100 },
+    );
     await waitState(page, 'done');
     const dl = await download;
     assert.equal(dl.suggestedFilename(), 'ferry-3-files.zip');
+    // Its database is gone once the download has its Blob.
+    assert.equal(await page.evaluate(() => window.isSecureContext), false);
+    const left = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+    assert.deepEqual(left.filter((n) => n.startsWith('ferry-download-')), []);
     const out = tempDir('cli-to-browser-paths');
     const zip = path.join(out, dl.suggestedFilename());
     await dl.saveAs(zip);
