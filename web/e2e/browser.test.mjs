@@ -82,6 +82,7 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     assert.match(await page.textContent('#offer-summary'), /3 files/);
     const download = page.waitForEvent('download', { timeout: 300_000 });
     await page.click('#save-download');
+    await page.waitForFunction(() => document.getElementById('progress').value > 0, null, { timeout: 60_000 });
     await screenshot(page, 'receive-2-transferring');
     await waitState(page, 'done');
     await screenshot(page, 'receive-3-done');
