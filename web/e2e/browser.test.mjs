@@ -160,7 +160,7 @@ test('browser to CLI: picked files arrive byte-identical with b3sum-equal hashes
     await waitState(page, 'transferring', 60_000);
     await screenshot(page, 'send-2-transferring');
     const result = await receiver.exited;
-    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.code, 0, `signal ${result.sig}: ${result.stderr}`);
     await waitState(page, 'done');
     await screenshot(page, 'send-3-done');
     const summary = JSON.parse(result.stdout.trim().split('\n').pop());
