@@ -434,6 +434,8 @@ test('the page sends and cancels mid-transfer: ferry receive exits 1 saying the 
     await waitState(page, 'failed').catch(() => {});
     assert.equal(await page.getAttribute('#main', 'data-state'), 'failed');
     assert.match(await page.textContent('#status'), /^Cancelled\. The other side was told\./);
+    // The page finishes (Start over) after it has let its last message drain.
+    await page.waitForSelector('#again:visible', { timeout: 30_000 });
     assert.match(await page.textContent('#progress-text'), /^Stopped at \S+ \S+ of 300\.0 MiB\.$/);
     await screenshot(page, 'send-4-cancelled');
     const result = await receiver.exited;
@@ -507,6 +509,7 @@ test('a rendezvous that alters sealed signaling is refused: the page says so, an
     await waitState(page, 'failed').catch(() => {});
     assert.equal(await page.getAttribute('#main', 'data-state'), 'failed');
     assert.match(await page.textContent('#status'), /failed authentication: the rendezvous server tampered with it/);
+    await page.waitForSelector('#again:visible', { timeout: 30_000 });
     assert.equal(await page.isVisible('#share'), false, 'a dead link is not offered any more');
     await screenshot(page, 'error-tampered');
     const result = await receiver.exited;
