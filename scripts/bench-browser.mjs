@@ -4,20 +4,27 @@
 // raw RTCDataChannel between two peer connections in one page, for 1 GiB.
 //
 //   node scripts/bench-browser.mjs [MiB] [runs]     (defaults: 1024, 3)
+//   node scripts/bench-browser.mjs --lan-blob [MiB]  (default: 2048)
+//
+// --lan-blob: one CLI -> Chromium receive over the machine's LAN address
+// (plain http, so no service worker: the page gathers the download as a
+// Blob), sampling the resident memory of the whole Chromium process tree.
 //
 // Needs `cargo build --release`, Chromium and `npm ci` in web/. Prints one
 // Markdown table of medians (MB/s = 10^6 bytes/s, from the click or the
 // receiver's start to the receiver's "done") and the peak memory of
 // Chromium's renderer processes (the tabs) seen during each transfer.
 
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 
-import { browser, ferry, loadPlaywright, randomFile, serve, tempDir, waitState } from '../web/e2e/harness.mjs';
+import { browser, ferry, lanIp, loadPlaywright, randomFile, serve, tempDir, waitState } from '../web/e2e/harness.mjs';
 
 const MiB = 1 << 20;
-const size = Number(process.argv[2] ?? 1024) * MiB;
-const runs = Number(process.argv[3] ?? 3);
+const lanBlob = process.argv[2] === '--lan-blob';
+const args = lanBlob ? process.argv.slice(3) : process.argv.slice(2);
+const size = Number(args[0] ?? (lanBlob ? 2048 : 1024)) * MiB;
+const runs = Number(args[1] ?? 3);
 const pw = await loadPlaywright();
 const src = tempDir('bench');
 const file = path.join(src, 'bench.bin');
@@ -172,6 +179,94 @@ async function rawChannel() {
     await b.close();
     server.proc.kill();
   }
+}
+
+/** Resident memory (bytes) of each process of the Chromium whose profile is `dir`, by role. */
+function chromiumRss(dir) {
+  const procs = new Map();
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      procs.set(pid, {
+        ppid: status.match(/PPid:\s+(\d+)/)[1],
+        rss: Number(status.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) * 1024,
+        cmd: readFileSync(`/proc/${pid}/cmdline`, 'utf8'),
+      });
+    } catch {
+      /* the process ended */
+    }
+  }
+  // The browser process names its profile; every other Chromium process descends from it.
+  const tree = new Set([...procs].filter(([, p]) => p.cmd.includes(dir) && !p.cmd.includes('--type=')).map(([pid]) => pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, p] of procs) {
+      if (!tree.has(pid) && tree.has(p.ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  const out = { total: 0, browser: 0, renderer: 0, other: 0 };
+  for (const pid of tree) {
+    const p = procs.get(pid);
+    out.total += p.rss;
+    if (!p.cmd.includes('--type=')) out.browser += p.rss;
+    else if (p.cmd.includes('--type=renderer')) out.renderer = Math.max(out.renderer, p.rss);
+    else out.other += p.rss;
+  }
+  return out;
+}
+
+/** CLI -> Chromium over the LAN address (no service worker: a Blob download); peak memory of the browser. */
+async function lanBlobReceive() {
+  const b = await browser(pw);
+  const sender = ferry(['send', file]);
+  try {
+    const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    if (!link.startsWith(`http://${lanIp()}:`)) throw new Error(`not a LAN link: ${link}`);
+    const page = await b.context.newPage();
+    await page.goto(link);
+    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    if (await page.evaluate(() => window.isSecureContext)) throw new Error('the page is a secure context');
+    const before = chromiumRss(b.dir);
+    const peak = { total: 0, browser: 0, renderer: 0, other: 0 };
+    const timer = setInterval(() => {
+      const now = chromiumRss(b.dir);
+      for (const k of Object.keys(peak)) peak[k] = Math.max(peak[k], now[k]);
+    }, 200);
+    const download = page.waitForEvent('download', { timeout: 1_800_000 });
+    const t0 = performance.now();
+    await page.click('#save-download');
+    await waitState(page, 'done', 1_800_000);
+    const seconds = (performance.now() - t0) / 1000;
+    const dl = await download;
+    clearInterval(timer);
+    const after = chromiumRss(b.dir);
+    const out = tempDir('bench-blob');
+    const saved = path.join(out, 'got.bin');
+    await dl.saveAs(saved);
+    const ok = statSync(saved).size === size;
+    rmSync(out, { recursive: true, force: true });
+    const mib = (n) => `${(n / MiB).toFixed(0)} MiB`;
+    console.log(`\n${size / MiB} MiB, CLI -> Chromium over ${lanIp()} (plain http, Blob download), ${new Date().toISOString().slice(0, 10)}\n`);
+    console.log(`${(size / seconds / 1e6).toFixed(1)} MB/s; download complete and of the right size: ${ok}\n`);
+    console.log('| Chromium RSS | before | peak during | after |');
+    console.log('|---|---:|---:|---:|');
+    console.log(`| browser process | ${mib(before.browser)} | ${mib(peak.browser)} | ${mib(after.browser)} |`);
+    console.log(`| largest renderer (the tab) | ${mib(before.renderer)} | ${mib(peak.renderer)} | ${mib(after.renderer)} |`);
+    console.log(`| other (GPU, network, ...) | ${mib(before.other)} | ${mib(peak.other)} | ${mib(after.other)} |`);
+    console.log(`| whole tree | ${mib(before.total)} | ${mib(peak.total)} | ${mib(after.total)} |`);
+  } finally {
+    sender.kill();
+    await b.close();
+  }
+}
+
+if (lanBlob) {
+  await lanBlobReceive();
+  rmSync(src, { recursive: true, force: true });
+  process.exit(0);
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -244,7 +244,13 @@ async fn pump(
                 ReceiverAction::Failed(e) => {
                     // A decline already carries its own, better error.
                     if finished.is_none() {
-                        finished = Some(Err(anyhow!(e)));
+                        finished = Some(Err(match e {
+                            // On this side the peer is the sender: say so.
+                            ProtoError::PeerCancelled(why) => {
+                                anyhow!("the sender cancelled the transfer ({why})")
+                            }
+                            e => anyhow!(e),
+                        }));
                     }
                     Ok(())
                 }

@@ -91,7 +91,12 @@ function showTransfer() {
 function finished(ok) {
   $('cancel').hidden = true;
   $('again').hidden = false;
-  if (!ok) $('offer-actions').hidden = true;
+  if (ok) return;
+  $('offer-actions').hidden = true;
+  // The link no longer leads anywhere, and a rate or time left would be stale.
+  $('share').hidden = true;
+  const progress = $('progress-text');
+  if (!$('progress-box').hidden) progress.textContent = `Stopped at ${progress.textContent.split(' · ')[0]}.`;
 }
 
 /** Progress with a rate over the last few seconds, so it reacts to changes. */

@@ -199,6 +199,8 @@ export function hello() {
 
 /** The error text for a peer's `cancel`: its reason is for humans, shown cut short and on one line. */
 export function stoppedBy(who, reason) {
-  const why = typeof reason === 'string' ? reason.replace(/\s+/g, ' ').trim().slice(0, 200) : '';
+  let why = typeof reason === 'string' ? reason.replace(/\s+/g, ' ').trim().slice(0, 200) : '';
+  // The CLI says "the receiver was interrupted": not "the receiver stopped the transfer: the receiver …".
+  if (why.startsWith(`the ${who} `)) why = `it ${why.slice(who.length + 5)}`;
   return why ? `the ${who} stopped the transfer: ${why}` : `the ${who} stopped the transfer`;
 }

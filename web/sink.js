@@ -8,8 +8,9 @@
 //   DownloadSink  one download: the file itself, or a streamed ZIP of a
 //                 folder or several files. Streamed through the service
 //                 worker (sw.js) where the page is a secure context, or
-//                 gathered as a disk-backed Blob otherwise (plain http:// on
-//                 a LAN address, where service workers are not allowed).
+//                 gathered as a Blob of parts kept on disk through IndexedDB
+//                 otherwise (plain http:// on a LAN address, where service
+//                 workers are not allowed).
 //
 // Interface used by receiver.js: begin(manifest), openFile(entry) ->
 // {write(bytes), close(size), abort(reason)}, finish(), abort(reason).
@@ -148,21 +149,29 @@ function blobOutput(name, onSaved) {
   const parts = [];
   let chunk = [];
   let chunkBytes = 0;
-  const flush = () => {
-    if (chunk.length) parts.push(new Blob(chunk));
+  let disk = DiskParts.open();
+  const flush = async () => {
+    if (!chunk.length) return;
+    const part = new Blob(chunk);
     chunk = [];
     chunkBytes = 0;
+    // Its place is taken now, so that parts stay in order whatever finishes first.
+    const index = parts.push(part) - 1;
+    const kept = await (await disk)?.keep(part, index);
+    if (kept && parts[index] === part) parts[index] = kept;
   };
   return {
-    write(bytes) {
+    async write(bytes) {
       chunk.push(bytes);
       chunkBytes += bytes.length;
-      if (chunkBytes >= BLOB_PART) flush();
+      if (chunkBytes >= BLOB_PART) await flush();
     },
     async close() {
-      flush();
+      await flush();
       const url = URL.createObjectURL(new Blob(parts, { type: 'application/octet-stream' }));
       parts.length = 0;
+      // The download's Blob keeps its files alive; the database itself can go.
+      (await disk)?.remove();
       const a = document.createElement('a');
       a.href = url;
       a.download = name;
@@ -175,9 +184,83 @@ function blobOutput(name, onSaved) {
     abort() {
       parts.length = 0;
       chunk = [];
+      disk.then((d) => d?.remove());
+      disk = Promise.resolve(null);
     },
   };
 }
+
+/**
+ * Where a Blob download's parts wait, on disk. Chromium keeps Blobs in the
+ * browser process's memory (up to 2 GiB on 64-bit desktops) before it pages
+ * them to disk, so a big download gathered as plain Blobs would sit in memory.
+ * A Blob stored in IndexedDB is written to a file, and the Blob read back
+ * refers to that file: each part goes through it. Where IndexedDB fails
+ * (private windows, no quota), parts simply stay in memory as before.
+ */
+class DiskParts {
+  static PREFIX = 'ferry-download-';
+
+  /** A fresh database, or null without IndexedDB. */
+  static async open() {
+    try {
+      await DiskParts.sweep();
+      const name = `${DiskParts.PREFIX}${Date.now()}-${Math.random().toString(36).slice(2)}`;
+      const open = indexedDB.open(name, 1);
+      open.onupgradeneeded = () => open.result.createObjectStore('parts');
+      return new DiskParts(name, await done(open));
+    } catch {
+      return null;
+    }
+  }
+
+  /** Databases left by a tab that closed mid-download (one still open elsewhere is not deleted). */
+  static async sweep() {
+    const all = (await indexedDB.databases?.()) ?? [];
+    for (const { name } of all) if (name?.startsWith(DiskParts.PREFIX)) indexedDB.deleteDatabase(name);
+  }
+
+  constructor(name, db) {
+    this.name = name;
+    this.db = db;
+    this.failed = false;
+  }
+
+  /** The part as a Blob backed by IndexedDB's file; null if it could not be stored. */
+  async keep(part, index) {
+    if (this.failed) return null;
+    try {
+      const write = this.db.transaction('parts', 'readwrite');
+      write.objectStore('parts').put(part, index);
+      await committed(write);
+      const read = this.db.transaction('parts', 'readonly');
+      const stored = await done(read.objectStore('parts').get(index));
+      if (!(stored instanceof Blob) || stored.size !== part.size) throw new Error('IndexedDB returned something else');
+      return stored;
+    } catch {
+      this.failed = true;
+      return null;
+    }
+  }
+
+  remove() {
+    this.db.close();
+    indexedDB.deleteDatabase(this.name);
+  }
+}
+
+const done = (request) =>
+  new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+
+const committed = (tx) =>
+  new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new Error('aborted'));
+  });
 
 let registration = null;
 

@@ -16,6 +16,7 @@ import {
   lanIp,
   loadPlaywright,
   randomFile,
+  rendezvousProxy,
   sameFile,
   screenshot,
   serve,
@@ -81,6 +82,7 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     assert.match(await page.textContent('#offer-summary'), /3 files/);
     const download = page.waitForEvent('download', { timeout: 300_000 });
     await page.click('#save-download');
+    await page.waitForFunction(() => document.getElementById('progress').value > 0, null, { timeout: 60_000 });
     await screenshot(page, 'receive-2-transferring');
     await waitState(page, 'done');
     await screenshot(page, 'receive-3-done');
@@ -158,7 +160,7 @@ test('browser to CLI: picked files arrive byte-identical with b3sum-equal hashes
     await waitState(page, 'transferring', 60_000);
     await screenshot(page, 'send-2-transferring');
     const result = await receiver.exited;
-    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.code, 0, `signal ${result.sig}: ${result.stderr}`);
     await waitState(page, 'done');
     await screenshot(page, 'send-3-done');
     const summary = JSON.parse(result.stdout.trim().split('\n').pop());
@@ -309,6 +311,217 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
   } finally {
     for (const p of procs) p.kill();
     await b.close();
+    server.proc.kill();
+  }
+});
+
+test('CLI to browser: separate paths (a 300 MiB file, an empty file, a folder) arrive as one verified ZIP', async () => {
+  const b = await browser(pw);
+  // Separate PATH arguments, the folder with a trailing slash as people type it.
+  const sender = ferry(['send', path.join(src, 'big.bin'), path.join(src, 'empty.txt'), `${path.join(src, 'docs')}/`, '--json']);
+  try {
+    const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    const page = await b.context.newPage();
+    await page.goto(link);
+    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    assert.match(await page.textContent('#offer-summary'), /3 files/);
+    const download = page.waitForEvent('download', { timeout: 300_000 });
+    await page.click('#save-download');
+    // Plain http: the Blob's parts go through IndexedDB, which keeps them on disk.
+    await page.waitForFunction(
+      async () => (await indexedDB.databases()).some((d) => d.name.startsWith('ferry-download-')),
+      null,
+      { timeout: 300_000, polling: 100 },
+    );
+    await waitState(page, 'done');
+    const dl = await download;
+    assert.equal(dl.suggestedFilename(), 'ferry-3-files.zip');
+    // Its database is gone once the download has its Blob.
+    assert.equal(await page.evaluate(() => window.isSecureContext), false);
+    const left = await page.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+    assert.deepEqual(left.filter((n) => n.startsWith('ferry-download-')), []);
+    const out = tempDir('cli-to-browser-paths');
+    const zip = path.join(out, dl.suggestedFilename());
+    await dl.saveAs(zip);
+    unzip(zip, path.join(out, 'x'));
+    const got = path.join(out, 'x');
+    assert.deepEqual(tree(got), ['big.bin', 'docs/notes ✓.txt', 'empty.txt']);
+    assert.equal(statSync(path.join(got, 'empty.txt')).size, 0);
+    for (const f of ['big.bin', 'empty.txt', 'docs/notes ✓.txt']) {
+      const want = await b3(path.join(src, f));
+      assert.equal(await b3(path.join(got, f)), want, `${f} differs`);
+      // The hash the page verified and shows is b3sum's.
+      const shown = await page.$eval(`#results li[data-path="${f}"]`, (li) => li.dataset.blake3);
+      assert.equal(shown, want, `the page's hash of ${f}`);
+    }
+    const result = await sender.exited;
+    assert.equal(result.code, 0, result.stderr);
+  } finally {
+    sender.kill();
+    await b.close();
+  }
+});
+
+test('the receiving page while it waits for the sender and while it connects (screenshots of both)', async () => {
+  const server = await serve();
+  // Signaling to the clients is held back until the screenshot is taken.
+  let release;
+  const held = new Promise((resolve) => {
+    release = resolve;
+  });
+  const proxy = await rendezvousProxy(server.port, async (text) => {
+    if (JSON.parse(text).type === 'relay') await held;
+    return text;
+  });
+  const b = await browser(pw);
+  let sender = null;
+  try {
+    const page = await b.context.newPage();
+    // A ticket nobody sends on: the page waits for its sender.
+    await page.goto(server.local);
+    const ticket = await page.evaluate(async (ws) => (await import('./ticket.js')).makeTicket([ws]).text, `ws://127.0.0.1:${server.port}`);
+    // A new page load: only the fragment differs.
+    await page.goto('about:blank');
+    await page.goto(`${server.local}/#${ticket}`);
+    await waitState(page, 'waiting', 30_000);
+    assert.match(await page.textContent('#status'), /Waiting for the sender/);
+    assert.equal(await page.isVisible('#cancel'), true, 'the wait can be cancelled');
+    await screenshot(page, 'receive-0-waiting');
+
+    sender = ferry(['send', path.join(src, 'docs'), '--server', `ws://${lanIp()}:${proxy.port}`]);
+    const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    assert.ok(link.startsWith(proxy.lan), link);
+    await page.goto('about:blank');
+    await page.goto(link);
+    await waitState(page, 'connecting', 30_000);
+    assert.match(await page.textContent('#status'), /Connecting to the sender/);
+    await screenshot(page, 'receive-0-connecting');
+    release();
+    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    const download = page.waitForEvent('download', { timeout: 60_000 });
+    await page.click('#save-download');
+    await waitState(page, 'done');
+    const out = tempDir('held');
+    await (await download).saveAs(path.join(out, 'docs.zip'));
+    unzip(path.join(out, 'docs.zip'), out);
+    assert.ok(await sameFile(path.join(src, 'docs', 'notes ✓.txt'), path.join(out, 'docs', 'notes ✓.txt')));
+    assert.equal((await sender.exited).code, 0);
+  } finally {
+    release();
+    sender?.kill();
+    await b.close();
+    proxy.close();
+    server.proc.kill();
+  }
+});
+
+test('the page sends and cancels mid-transfer: ferry receive exits 1 saying the sender cancelled, and keeps no file', async () => {
+  const server = await serve();
+  const b = await browser(pw);
+  let receiver = null;
+  try {
+    const page = await b.context.newPage();
+    await page.goto(server.lan);
+    await page.setInputFiles('#files-input', [path.join(src, 'big.bin')]);
+    await page.waitForFunction(() => document.getElementById('ticket').value.startsWith('ferry'));
+    const ticket = await page.inputValue('#ticket');
+    const out = tempDir('sender-cancels');
+    receiver = ferry(['receive', ticket, '--out', out, '--yes']);
+    await waitState(page, 'transferring', 60_000);
+    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 60_000 });
+    await screenshot(page, 'send-2b-transferring');
+    await page.click('#cancel');
+    await waitState(page, 'failed').catch(() => {});
+    assert.equal(await page.getAttribute('#main', 'data-state'), 'failed');
+    assert.match(await page.textContent('#status'), /^Cancelled\. The other side was told\./);
+    // The page finishes (Start over) after it has let its last message drain.
+    await page.waitForSelector('#again:visible', { timeout: 30_000 });
+    assert.match(await page.textContent('#progress-text'), /^Stopped at \S+ \S+ of 300\.0 MiB\.$/);
+    await screenshot(page, 'send-4-cancelled');
+    const result = await receiver.exited;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /error: the sender cancelled the transfer \(cancelled by the user\)/);
+    // Only the hidden partial file and its state log, for a later resume: nothing that looks complete.
+    const left = readdirSync(out);
+    assert.ok(!left.includes('big.bin'), `a complete-looking file was left: ${left}`);
+    for (const name of left) assert.match(name, /^\.big\.bin\.ferry-(part|state)$/);
+  } finally {
+    receiver?.kill();
+    await b.close();
+    server.proc.kill();
+  }
+});
+
+test('ferry receive is interrupted (Ctrl-C) mid-transfer: the sending page says the receiver stopped', async () => {
+  const server = await serve();
+  const b = await browser(pw);
+  let receiver = null;
+  try {
+    const page = await b.context.newPage();
+    await page.goto(server.lan);
+    await page.setInputFiles('#files-input', [path.join(src, 'big.bin')]);
+    await page.waitForFunction(() => document.getElementById('ticket').value.startsWith('ferry'));
+    const ticket = await page.inputValue('#ticket');
+    const out = tempDir('receiver-interrupted');
+    receiver = ferry(['receive', ticket, '--out', out, '--yes']);
+    await waitState(page, 'transferring', 60_000);
+    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 60_000 });
+    receiver.child.kill('SIGINT');
+    const result = await receiver.exited;
+    assert.equal(result.code, 130, result.stderr);
+    await waitState(page, 'failed').catch(() => {});
+    assert.equal(await page.getAttribute('#main', 'data-state'), 'failed');
+    assert.match(await page.textContent('#status'), /^The receiver stopped the transfer: it was interrupted$/);
+    await screenshot(page, 'send-5-receiver-interrupted');
+    const left = readdirSync(out);
+    assert.ok(!left.includes('big.bin'), `a complete-looking file was left: ${left}`);
+  } finally {
+    receiver?.kill();
+    await b.close();
+    server.proc.kill();
+  }
+});
+
+test('a rendezvous that alters sealed signaling is refused: the page says so, and ferry receive fails too', async () => {
+  const server = await serve();
+  let tampered = 0;
+  // Flip one base64url character in the middle of every sealed message relayed to a client.
+  const proxy = await rendezvousProxy(server.port, (text) => {
+    const msg = JSON.parse(text);
+    if (msg.type !== 'relay' || typeof msg.data !== 'string') return text;
+    const i = Math.floor(msg.data.length / 2);
+    msg.data = msg.data.slice(0, i) + (msg.data[i] === 'A' ? 'B' : 'A') + msg.data.slice(i + 1);
+    tampered += 1;
+    return JSON.stringify(msg);
+  });
+  const b = await browser(pw);
+  let receiver = null;
+  try {
+    const page = await b.context.newPage();
+    // Served through the proxy: the page's ticket names the proxy as its rendezvous.
+    await page.goto(proxy.lan);
+    await page.setInputFiles('#files-input', [path.join(src, 'docs', 'notes ✓.txt')]);
+    await page.waitForFunction(() => document.getElementById('ticket').value.startsWith('ferry'));
+    const ticket = await page.inputValue('#ticket');
+    assert.deepEqual(parseTicket(ticket).servers, [`ws://${lanIp()}:${proxy.port}`]);
+    const out = tempDir('tampered');
+    receiver = ferry(['receive', ticket, '--out', out, '--yes']);
+    await waitState(page, 'failed').catch(() => {});
+    assert.equal(await page.getAttribute('#main', 'data-state'), 'failed');
+    assert.match(await page.textContent('#status'), /failed authentication: the rendezvous server tampered with it/);
+    await page.waitForSelector('#again:visible', { timeout: 30_000 });
+    assert.equal(await page.isVisible('#share'), false, 'a dead link is not offered any more');
+    await screenshot(page, 'error-tampered');
+    const result = await receiver.exited;
+    assert.notEqual(result.code, 0);
+    // It offered first, so the altered offer reached only the page; the CLI sees the page leave.
+    assert.match(result.stderr, /^error: the peer left while connecting$/m, result.stderr);
+    assert.ok(tampered > 0, 'the proxy altered a message');
+    assert.deepEqual(readdirSync(out), []);
+  } finally {
+    receiver?.kill();
+    await b.close();
+    proxy.close();
     server.proc.kill();
   }
 });

@@ -2,6 +2,8 @@
 // playwright-core, test files, and checks that read real bytes from disk.
 
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -54,6 +56,7 @@ export async function browser(pw, { mdns = false } = {}) {
   });
   return {
     context,
+    dir,
     async close() {
       await context.close();
       rmSync(dir, { recursive: true, force: true });
@@ -94,6 +97,9 @@ export async function sameFile(a, b) {
 export function ferry(args, opts = {}) {
   const child = spawn(ferryBin, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   const out = { stdout: '', stderr: '' };
+  // Decoded as streams: a UTF-8 character may be split across two reads.
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
   child.stdout.on('data', (d) => {
     out.stdout += d;
   });
@@ -166,4 +172,113 @@ export async function waitState(page, state, ms = 120_000) {
     const status = await page.textContent('#status');
     throw new Error(`the page failed instead of reaching "${state}": ${status}`);
   }
+}
+
+/**
+ * A rendezvous in the middle: forwards HTTP and WebSocket traffic to a real
+ * `ferry serve`, and passes each text frame the server sends to a client
+ * through `filter(text)`, which returns the text to deliver instead
+ * (possibly later: frames to one client stay in order). Hand-rolled on
+ * node's http 'upgrade' event so that the tests need no WebSocket package.
+ */
+export async function rendezvousProxy(port, filter = (text) => text) {
+  const server = http.createServer((req, res) => {
+    const up = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  const sockets = new Set();
+  server.on('upgrade', (req, client, head) => {
+    const up = net.connect(port, '127.0.0.1');
+    sockets.add(client).add(up);
+    // No permessage-deflate: the frames must stay readable (and editable) here.
+    let request = `${req.method} ${req.url} HTTP/1.1\r\n`;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      if (req.rawHeaders[i].toLowerCase() === 'sec-websocket-extensions') continue;
+      request += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+    }
+    up.write(`${request}\r\n`);
+    up.write(head);
+    client.pipe(up);
+    let buf = Buffer.alloc(0);
+    let headerDone = false;
+    let chain = Promise.resolve();
+    up.on('data', (data) => {
+      buf = Buffer.concat([buf, data]);
+      if (!headerDone) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        client.write(buf.subarray(0, end + 4));
+        buf = buf.subarray(end + 4);
+        headerDone = true;
+      }
+      for (;;) {
+        const frame = nextFrame(buf);
+        if (!frame) return;
+        buf = buf.subarray(frame.length);
+        const { raw, text } = frame;
+        chain = chain.then(async () => {
+          const out = text === null ? raw : textFrame(await filter(text));
+          if (!client.destroyed) client.write(out);
+        });
+      }
+    });
+    const close = () => {
+      client.destroy();
+      up.destroy();
+    };
+    up.on('close', close).on('error', close);
+    client.on('close', close).on('error', close);
+  });
+  await new Promise((resolve) => server.listen(0, '0.0.0.0', resolve));
+  const proxyPort = server.address().port;
+  return {
+    port: proxyPort,
+    lan: `http://${lanIp()}:${proxyPort}`,
+    close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+/** One whole frame from the server (unmasked) at the start of `buf`, or null if more bytes are needed. */
+function nextFrame(buf) {
+  if (buf.length < 2) return null;
+  let len = buf[1] & 0x7f;
+  let off = 2;
+  if (len === 126) {
+    if (buf.length < 4) return null;
+    len = buf.readUInt16BE(2);
+    off = 4;
+  } else if (len === 127) {
+    if (buf.length < 10) return null;
+    len = Number(buf.readBigUInt64BE(2));
+    off = 10;
+  }
+  if (buf[1] & 0x80) off += 4;
+  if (buf.length < off + len) return null;
+  const raw = Buffer.from(buf.subarray(0, off + len));
+  // Only whole, unmasked text frames (FIN and opcode 1) go through the filter.
+  const text = buf[0] === 0x81 && !(buf[1] & 0x80) ? raw.subarray(off).toString('utf8') : null;
+  return { raw, text, length: off + len };
+}
+
+function textFrame(text) {
+  const payload = Buffer.from(text, 'utf8');
+  let header;
+  if (payload.length < 126) header = Buffer.from([0x81, payload.length]);
+  else if (payload.length < 65536) {
+    header = Buffer.from([0x81, 126, 0, 0]);
+    header.writeUInt16BE(payload.length, 2);
+  } else {
+    header = Buffer.alloc(10);
+    header[0] = 0x81;
+    header[1] = 127;
+    header.writeBigUInt64BE(BigInt(payload.length), 2);
+  }
+  return Buffer.concat([header, payload]);
 }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 
 import { hash, toHex } from '../blake3.js';
 import { Hasher } from '../hasher.js';
-import { decodeFrame, encodeBlockHeader, encodeData, encodeFileEnd, validateManifest } from '../protocol.js';
+import { decodeFrame, encodeBlockHeader, encodeData, encodeFileEnd, stoppedBy, validateManifest } from '../protocol.js';
 import { Receiver } from '../receiver.js';
 import { Sender, buildOffer } from '../sender.js';
 
@@ -212,4 +212,12 @@ test('data frames round-trip and malformed ones are refused', () => {
   const huge = encodeFileEnd(0, 0, cv);
   new DataView(huge.buffer).setBigUint64(8, 2n ** 63n);
   assert.throws(() => decodeFrame(huge), /out of range/);
+});
+
+test("a peer's cancel reason is shown on one line, without naming the peer twice", () => {
+  assert.equal(stoppedBy('receiver', 'the receiver was interrupted'), 'the receiver stopped the transfer: it was interrupted');
+  assert.equal(stoppedBy('sender', 'cancelled by\n the user'), 'the sender stopped the transfer: cancelled by the user');
+  assert.equal(stoppedBy('sender', 'the receiver was interrupted'), 'the sender stopped the transfer: the receiver was interrupted');
+  assert.equal(stoppedBy('sender', 42), 'the sender stopped the transfer');
+  assert.equal(stoppedBy('sender', 'x'.repeat(500)).length, 'the sender stopped the transfer: '.length + 200);
 });
