@@ -8,7 +8,9 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::hash::{block_cv, root_from_cvs, single_block_root, Cv};
-use super::manifest::{block_count, EntryKind, Manifest, ManifestError, MAX_ENTRIES};
+use super::manifest::{
+    block_count, paths_bytes, EntryKind, Manifest, ManifestError, MAX_ENTRIES, MAX_PATHS_BYTES,
+};
 use super::sender::{control_name, hello};
 use super::wire::{cv_to_hex, Control, Frame, HaveBlock, HaveFile, MAX_LANES, PROTOCOL_VERSION};
 use super::ProtoError;
@@ -189,6 +191,11 @@ impl Receiver {
                 }
                 if total > MAX_ENTRIES {
                     return self.fail(ProtoError::Manifest(ManifestError::TooManyEntries(total)));
+                }
+                // Checked per part, before the parts pile up in memory.
+                let bytes = paths_bytes(&parts.entries) + paths_bytes(&entries);
+                if bytes > MAX_PATHS_BYTES {
+                    return self.fail(ProtoError::Manifest(ManifestError::PathsTooLong(bytes)));
                 }
                 let Some(parts) = self.manifest_parts.as_mut() else {
                     return;

@@ -561,3 +561,50 @@ fn stream_blocks_far_ahead_are_refused_before_any_allocation() {
         .iter()
         .any(|a| matches!(a, ReceiverAction::Write { .. })));
 }
+
+#[test]
+fn manifest_parts_piling_up_past_the_paths_limit_are_refused() {
+    let mut receiver = Receiver::new();
+    receiver.handle_control(Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes: 0,
+    });
+    // Parts of 16 entries with 4000-byte paths (about 64 KiB each), never ending.
+    let name = "n".repeat(200);
+    let path = vec![name.as_str(); 20].join("/");
+    let mut total = 0;
+    let mut refused = None;
+    for p in 0.. {
+        let entries: Vec<Entry> = (0..16)
+            .map(|i| file(&format!("{path}{p}-{i}"), 1))
+            .collect();
+        total += manifest::paths_bytes(&entries);
+        receiver.handle_control(Control::Manifest {
+            block_size: BS,
+            entries,
+            more: true,
+        });
+        let failed = std::iter::from_fn(|| receiver.poll_action())
+            .find(|a| matches!(a, ReceiverAction::Failed(_)));
+        // Refused at exactly the part that goes over, not before.
+        assert_eq!(
+            failed.is_some(),
+            total > manifest::MAX_PATHS_BYTES,
+            "part {p}"
+        );
+        if let Some(failed) = failed {
+            refused = Some(failed);
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            refused,
+            Some(ReceiverAction::Failed(ProtoError::Manifest(
+                ManifestError::PathsTooLong(_)
+            )))
+        ),
+        "{refused:?}"
+    );
+}
