@@ -11,6 +11,9 @@ pub const MIN_BLOCK_SIZE: u32 = 16 * 1024;
 pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
 /// A manifest may not list more entries than this.
 pub const MAX_ENTRIES: usize = 1_000_000;
+/// The offer's paths may total at most this many bytes: with [`MAX_ENTRIES`]
+/// alone, a peer could make a receiver hold gigabytes of manifest.
+pub const MAX_PATHS_BYTES: usize = 256 << 20;
 pub const MAX_COMPONENT_BYTES: usize = 255;
 pub const MAX_PATH_BYTES: usize = 4096;
 
@@ -65,6 +68,8 @@ pub enum ManifestError {
     BlockSize(u32),
     #[error("the offer lists {0} entries; at most {MAX_ENTRIES} are accepted")]
     TooManyEntries(usize),
+    #[error("the offer's paths total {0} bytes; at most {MAX_PATHS_BYTES} are accepted")]
+    PathsTooLong(usize),
     #[error("the offer's folder {0:?} has a size")]
     DirWithSize(String),
     #[error("the offer is empty")]
@@ -140,6 +145,10 @@ impl Manifest {
             .iter()
             .try_fold(0u64, |sum, e| sum.checked_add(e.size.unwrap_or(0)))
             .ok_or(ManifestError::TotalTooLarge)?;
+        let paths_bytes = paths_bytes(&self.entries);
+        if paths_bytes > MAX_PATHS_BYTES {
+            return Err(ManifestError::PathsTooLong(paths_bytes));
+        }
         let mut kinds: HashMap<&str, EntryKind> = HashMap::with_capacity(self.entries.len());
         let mut folded: HashMap<String, &str> = HashMap::with_capacity(self.entries.len());
         for entry in &self.entries {
@@ -190,6 +199,11 @@ impl Manifest {
             .filter(|e| e.kind == EntryKind::File)
             .count()
     }
+}
+
+/// Bytes of all the entries' paths together.
+pub fn paths_bytes(entries: &[Entry]) -> usize {
+    entries.iter().map(|e| e.path.len()).sum()
 }
 
 /// Number of blocks in a file of `size` bytes.

@@ -8,13 +8,20 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::hash::{block_cv, root_from_cvs, single_block_root, Cv};
-use super::manifest::{block_count, EntryKind, Manifest, ManifestError, MAX_ENTRIES};
+use super::manifest::{
+    block_count, paths_bytes, EntryKind, Manifest, ManifestError, MAX_ENTRIES, MAX_PATHS_BYTES,
+};
 use super::sender::{control_name, hello};
 use super::wire::{cv_to_hex, Control, Frame, HaveBlock, HaveFile, MAX_LANES, PROTOCOL_VERSION};
 use super::ProtoError;
 
 /// A block failing verification more often than this fails the transfer.
 pub const MAX_BAD_BLOCKS: u32 = 3;
+/// How far past its blocks received so far a block of a stream (a file of
+/// unknown size) may lie. Nothing else bounds a stream's block indexes, and
+/// each index costs memory; an honest sender is only as far ahead as it has
+/// blocks in flight on its lanes.
+pub const STREAM_AHEAD: u64 = 256;
 
 #[derive(Debug)]
 pub enum ReceiverAction {
@@ -53,6 +60,8 @@ pub struct Held {
 struct RecvFile {
     size: Option<u64>,
     cvs: Vec<Option<Cv>>,
+    /// How many of `cvs` are set.
+    verified: u64,
     single_root: Option<blake3::Hash>,
     end: Option<(u64, [u8; 32])>,
     finishing: bool,
@@ -183,6 +192,11 @@ impl Receiver {
                 if total > MAX_ENTRIES {
                     return self.fail(ProtoError::Manifest(ManifestError::TooManyEntries(total)));
                 }
+                // Checked per part, before the parts pile up in memory.
+                let bytes = paths_bytes(&parts.entries) + paths_bytes(&entries);
+                if bytes > MAX_PATHS_BYTES {
+                    return self.fail(ProtoError::Manifest(ManifestError::PathsTooLong(bytes)));
+                }
                 let Some(parts) = self.manifest_parts.as_mut() else {
                     return;
                 };
@@ -222,6 +236,7 @@ impl Receiver {
                 (e.kind == EntryKind::File).then(|| RecvFile {
                     size: e.size,
                     cvs: Vec::new(),
+                    verified: 0,
                     single_root: None,
                     end: None,
                     finishing: false,
@@ -256,6 +271,7 @@ impl Receiver {
                     file.cvs.resize(i + 1, None);
                 }
                 if file.cvs[i].replace(cv).is_none() {
+                    file.verified += 1;
                     self.stats.bytes_resumed += (size - block * block_size).min(block_size);
                 }
                 listed.push(HaveBlock {
@@ -381,6 +397,12 @@ impl Receiver {
                     "block {block} is past the end of file {file_idx}"
                 )))
             }
+            None if block >= file.verified.saturating_add(STREAM_AHEAD) => {
+                return Err(ProtoError::Protocol(format!(
+                    "block {block} of stream {file_idx} is too far ahead of the {} blocks received",
+                    file.verified
+                )))
+            }
             None if len >= 1
                 && len <= block_size
                 && offset.checked_add(u64::from(len)).is_some() =>
@@ -476,7 +498,9 @@ impl Receiver {
         if file.cvs.len() <= i {
             file.cvs.resize(i + 1, None);
         }
-        file.cvs[i] = Some(asm.cv);
+        if file.cvs[i].replace(asm.cv).is_none() {
+            file.verified += 1;
+        }
         if asm.block == 0 {
             file.single_root = Some(single_block_root(&data));
         }
@@ -519,6 +543,7 @@ impl Receiver {
         }
         let n = block_count(size, block_size) as usize;
         file.cvs.truncate(n);
+        file.verified = file.cvs.iter().flatten().count() as u64;
         file.end = Some((size, root));
         self.try_finish(idx)
     }
@@ -540,6 +565,7 @@ impl Receiver {
         // A single-block file resumed from disk has no root yet: fetch it again.
         let Some(root) = root_from_cvs(&cvs, file.single_root) else {
             file.cvs.clear();
+            file.verified = 0;
             self.actions
                 .push_back(ReceiverAction::SendControl(Control::Resend {
                     file: idx,

@@ -488,3 +488,123 @@ fn data_on_a_lane_never_agreed_is_refused() {
         .any(|a| matches!(a, ReceiverAction::Failed(ProtoError::Protocol(_))));
     assert!(failed, "data on lane 2 must fail the transfer");
 }
+
+/// A receiver that accepted `entries`, ready for data.
+fn accepting(entries: Vec<Entry>) -> Receiver {
+    let mut receiver = Receiver::new();
+    receiver.handle_control(Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes: 0,
+    });
+    receiver.handle_control(Control::Manifest {
+        block_size: BS,
+        entries,
+        more: false,
+    });
+    let offer = std::iter::from_fn(|| receiver.poll_action()).find_map(|a| match a {
+        ReceiverAction::Offer(m) => Some(m),
+        _ => None,
+    });
+    receiver.accept(offer.expect("an offer"), Vec::new());
+    while receiver.poll_action().is_some() {}
+    receiver
+}
+
+fn send_block(receiver: &mut Receiver, block: u64, bytes: &[u8]) {
+    let cv = block_cv(block * u64::from(BS), bytes);
+    receiver.handle_data(&wire::encode_block_header(
+        0,
+        block,
+        bytes.len() as u32,
+        &cv,
+    ));
+    let mut msg = vec![wire::DATA_PREFIX];
+    msg.extend_from_slice(bytes);
+    receiver.handle_data(&msg);
+}
+
+#[test]
+fn stream_blocks_far_ahead_are_refused_before_any_allocation() {
+    let stream = Entry {
+        path: "s".into(),
+        kind: EntryKind::File,
+        size: None,
+        mode: 0,
+    };
+    // Out of order within the allowance, as lanes deliver: fine.
+    let mut receiver = accepting(vec![stream.clone()]);
+    let block = data(BS as usize, 9);
+    for i in [3, 0, receiver::STREAM_AHEAD, 1] {
+        send_block(&mut receiver, i, &block);
+    }
+    let actions: Vec<_> = std::iter::from_fn(|| receiver.poll_action()).collect();
+    assert!(
+        actions
+            .iter()
+            .all(|a| matches!(a, ReceiverAction::Write { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(actions.len(), 4);
+
+    // A block 2^36 blocks in (offset 2^50): refused, nothing to write.
+    let mut receiver = accepting(vec![stream]);
+    send_block(&mut receiver, 1 << 36, b"hello");
+    let actions: Vec<_> = std::iter::from_fn(|| receiver.poll_action()).collect();
+    assert!(
+        actions.iter().any(
+            |a| matches!(a, ReceiverAction::Failed(ProtoError::Protocol(m)) if m.contains("too far ahead"))
+        ),
+        "{actions:?}"
+    );
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, ReceiverAction::Write { .. })));
+}
+
+#[test]
+fn manifest_parts_piling_up_past_the_paths_limit_are_refused() {
+    let mut receiver = Receiver::new();
+    receiver.handle_control(Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes: 0,
+    });
+    // Parts of 16 entries with 4000-byte paths (about 64 KiB each), never ending.
+    let name = "n".repeat(200);
+    let path = vec![name.as_str(); 20].join("/");
+    let mut total = 0;
+    let mut refused = None;
+    for p in 0.. {
+        let entries: Vec<Entry> = (0..16)
+            .map(|i| file(&format!("{path}{p}-{i}"), 1))
+            .collect();
+        total += manifest::paths_bytes(&entries);
+        receiver.handle_control(Control::Manifest {
+            block_size: BS,
+            entries,
+            more: true,
+        });
+        let failed = std::iter::from_fn(|| receiver.poll_action())
+            .find(|a| matches!(a, ReceiverAction::Failed(_)));
+        // Refused at exactly the part that goes over, not before.
+        assert_eq!(
+            failed.is_some(),
+            total > manifest::MAX_PATHS_BYTES,
+            "part {p}"
+        );
+        if let Some(failed) = failed {
+            refused = Some(failed);
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            refused,
+            Some(ReceiverAction::Failed(ProtoError::Manifest(
+                ManifestError::PathsTooLong(_)
+            )))
+        ),
+        "{refused:?}"
+    );
+}

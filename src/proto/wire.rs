@@ -149,7 +149,7 @@ pub enum Frame<'a> {
 pub enum FrameError {
     #[error("empty data message")]
     Empty,
-    #[error("data message of {0} bytes is larger than allowed")]
+    #[error("a message of {0} bytes is larger than the {MAX_MESSAGE} bytes allowed")]
     TooLarge(usize),
     #[error("unknown data message kind {0}")]
     UnknownKind(u8),
