@@ -15,8 +15,6 @@ use ferry::proto::{Control, Entry, EntryKind, Manifest};
 use ferry::signal::SignalClient;
 use ferry::ticket::Ticket;
 use ferry::transport::{Incoming, Link};
-use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 /// Run a rendezvous in this process and return its URL.
@@ -772,61 +770,10 @@ async fn a_receiver_that_stops_reading_leaves_the_sender_bounded() {
     liar.cancel.cancel();
 }
 
-/// A man in the middle between the peers and a real rendezvous that flips one
-/// character of every sealed payload it relays.
-// The handshake callback's error type is tungstenite's, not ours.
-#[allow(clippy::result_large_err)]
-async fn tampering_proxy(upstream: String, cancel: CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let accepted =
-                tokio::select! { c = listener.accept() => c, _ = cancel.cancelled() => return };
-            let Ok((tcp, _)) = accepted else { return };
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let mut path = String::new();
-                let callback =
-                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-                        path = req.uri().path().to_string();
-                        Ok(resp)
-                    };
-                let Ok(client) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
-                    return;
-                };
-                let Ok((server, _)) =
-                    tokio_tungstenite::connect_async(format!("{upstream}{path}")).await
-                else {
-                    return;
-                };
-                let (mut c_tx, mut c_rx) = client.split();
-                let (mut s_tx, mut s_rx) = server.split();
-                let up = async {
-                    while let Some(Ok(msg)) = c_rx.next().await {
-                        if s_tx.send(tamper(msg)).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let down = async {
-                    while let Some(Ok(msg)) = s_rx.next().await {
-                        if c_tx.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                tokio::select! { _ = up => {}, _ = down => {} }
-            });
-        }
-    });
-    format!("ws://{addr}")
-}
-
-fn tamper(msg: Message) -> Message {
-    let Message::Text(text) = msg else { return msg };
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Message::Text(text);
+/// Flips one character of the sealed payload in a client frame.
+fn tamper(text: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_owned();
     };
     if let Some(data) = value
         .get_mut("data")
@@ -837,14 +784,16 @@ fn tamper(msg: Message) -> Message {
         chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
         value["data"] = serde_json::Value::String(chars.into_iter().collect());
     }
-    Message::Text(value.to_string().into())
+    value.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_signaling_is_detected_and_the_connection_refused() {
     let cancel = CancellationToken::new();
     let real = rendezvous(&cancel).await;
-    let proxy = tampering_proxy(real, cancel.clone()).await;
+    // A man in the middle that flips one character of every sealed payload.
+    let flip: common::mitm::Rule = Box::new(|_, _, text| vec![tamper(text)]);
+    let proxy = common::mitm::mitm(real, flip, Default::default());
     let src = tempdir();
     let dst = tempdir();
     write(&src.path().join("secret.txt"), b"never delivered");

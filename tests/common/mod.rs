@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+pub mod mitm;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
 pub fn ferry() -> Command {
