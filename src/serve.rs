@@ -33,7 +33,7 @@ pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
             Duration::from_secs(args.turn_ttl),
         ));
     }
-    raise_open_file_limit();
+    let _ = raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
@@ -80,7 +80,8 @@ pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
 
 /// Every WebSocket is an open file: the common soft limit of 1,024 would cap
 /// the server far below its own limits, so take what the hard limit allows.
-fn raise_open_file_limit() {
+/// Returns the soft limit now in force, if it could be read.
+pub fn raise_open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -88,19 +89,20 @@ fn raise_open_file_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
+            return None;
         }
         let before = limit.rlim_cur;
-        if before >= limit.rlim_max {
-            return;
-        }
-        limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+        if before < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Some(before);
+            }
             tracing::debug!(
                 from = before,
                 to = limit.rlim_cur,
                 "raised the open file limit"
             );
         }
+        Some(limit.rlim_cur)
     }
 }

@@ -133,28 +133,15 @@ fn memory_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Each client holds a socket here and the server one more.
-fn raise_open_file_limit(need: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a struct we own.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        assert!(
-            limit.rlim_max >= need,
-            "this test needs {need} open files; the hard limit is {} (ulimit -Hn)",
-            limit.rlim_max
-        );
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_clients_and_two_hundred_pairings() {
-    raise_open_file_limit((IDLE + 2 * PAIRS + 256) as u64);
+    // Each client holds a socket here and the server one more.
+    let need = (IDLE + 2 * PAIRS + 256) as u64;
+    let have = ferry::serve::raise_open_file_limit().unwrap_or(0);
+    assert!(
+        have >= need,
+        "this test needs {need} open files; the limit is {have} (ulimit -Hn)"
+    );
     let server = serve();
     let addr: SocketAddr = server.url.trim_start_matches("ws://").parse().unwrap();
     let pid = server.child.id();
