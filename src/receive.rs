@@ -16,7 +16,9 @@ use crate::files::{self, FilesError, PartFile};
 use crate::lanes::{self, LaneEvent, Lanes};
 use crate::progress::{Progress, Summary};
 use crate::proto::hash::Cv;
-use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
+use crate::proto::{
+    Capabilities, Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction,
+};
 use crate::resume::{self, StateLog};
 use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
 use crate::signal::SignalClient;
@@ -67,7 +69,10 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         locked: HashSet::new(),
         path: path.as_str().into(),
     };
-    let mut core = Receiver::with_lanes(lanes::wanted());
+    let mut core = Receiver::with_lanes(Capabilities {
+        lanes: lanes::wanted(),
+        max_datagram: link.max_datagram(),
+    });
     let result = pump(&mut core, link, &mut signal, &mut ctx, &cancel).await;
     signal.close().await;
     if let Err(e) = result {
@@ -276,7 +281,12 @@ async fn pump(
             msg = link.recv() => match msg {
                 Incoming::Control(bytes) => match Control::decode(&bytes) {
                     Ok(Control::Lane { lane, sdp }) => {
-                        if !(core.lane_allowed(lane) && lanes.answer(&link, lane, sdp)) {
+                        let mtu = lanes::sctp_mtu(
+                            link.same_host().await,
+                            link.max_datagram(),
+                            core.peer().max_datagram,
+                        );
+                        if !(core.lane_allowed(lane) && lanes.answer(&link, lane, mtu, sdp)) {
                             core.abort(ProtoError::Protocol(format!("an offer for lane {lane}, which was not agreed")));
                         }
                     }

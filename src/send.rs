@@ -19,7 +19,8 @@ use crate::proto::hash::{block_cv, single_block_root, Cv};
 use crate::proto::manifest::{validate_path, DEFAULT_BLOCK_SIZE};
 use crate::proto::sender::DEFAULT_WINDOW;
 use crate::proto::{
-    Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
+    Capabilities, Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender,
+    SenderAction,
 };
 use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
 use crate::signal::SignalClient;
@@ -105,7 +106,11 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         let path = link.path().await;
         started.get_or_insert_with(Instant::now);
         progress.say(&format!("connected ({} path)", path.as_str()));
-        let mut core = Sender::with_lanes(manifest.clone(), DEFAULT_WINDOW, lanes::wanted());
+        let caps = Capabilities {
+            lanes: lanes::wanted(),
+            max_datagram: link.max_datagram(),
+        };
+        let mut core = Sender::with_lanes(manifest.clone(), DEFAULT_WINDOW, caps);
         progress.start(manifest.total_bytes(), 0, path.as_str());
         let outcome = pump(
             &mut core,
@@ -261,6 +266,7 @@ async fn pump(
     let mut data_txs = vec![spawn_writer(&mut writers, link.data_sender())];
     let mut lanes = Lanes::default();
     let mut new_channel = None;
+    let mut main_sends_data = true;
     let mut open: HashMap<u32, Arc<SourceFile>> = HashMap::new();
     let stdin = sources
         .iter()
@@ -310,8 +316,13 @@ async fn pump(
                     }
                 },
                 SenderAction::OpenLanes(n) => {
+                    let mtu = lanes::sctp_mtu(
+                        link.same_host().await,
+                        link.max_datagram(),
+                        core.peer().max_datagram,
+                    );
                     for lane in 1..=n {
-                        lanes.offer(&link, lane);
+                        lanes.offer(&link, lane, mtu);
                     }
                 }
                 SenderAction::Finished => finished = Some(Ok(())),
@@ -321,7 +332,14 @@ async fn pump(
         if let Some(done) = finished {
             break done;
         }
-        if let Some(channel) = new_channel.take() {
+        if let Some((channel, same_host)) = new_channel.take() {
+            // A lane with large packets moves data at a fraction of the main
+            // connection's CPU per byte (see `lanes`): it takes all of it. The
+            // main writer sends what it holds, then ends.
+            if same_host && main_sends_data {
+                data_txs.remove(0);
+                main_sends_data = false;
+            }
             data_txs.push(spawn_writer(&mut writers, channel));
         }
         tokio::select! {
@@ -357,7 +375,8 @@ async fn pump(
                 LaneEvent::Open(lane, Ok(opened)) => {
                     tracing::debug!(lane, "lane open");
                     // Joins `data_txs` below: the reserve branch borrows it here.
-                    new_channel = Some(link.add_lane(opened));
+                    let same_host = opened.sctp_mtu().is_some();
+                    new_channel = Some((link.add_lane(opened), same_host));
                 }
                 LaneEvent::Open(_, Err(e)) => tracing::warn!("{e:#}; going on without it"),
             },
@@ -379,10 +398,12 @@ async fn pump(
                 }
             }
             reason = watch.gone(signal) => break Err(PeerLost(format!("lost the receiver: {reason}")).into()),
-            Some(res) = writers.join_next() => break Err(match res {
-                Ok(Err(e)) => PeerLost(format!("lost the receiver: {e:#}")).into(),
-                _ => anyhow!("the data writer stopped"),
-            }),
+            Some(res) = writers.join_next() => match res {
+                // Only a writer whose queue we closed ends well: the main one.
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => break Err(PeerLost(format!("lost the receiver: {e:#}")).into()),
+                Err(_) => break Err(anyhow!("the data writer stopped")),
+            },
         }
     };
     drop(data_txs);

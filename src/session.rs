@@ -116,6 +116,7 @@ pub async fn connect(
             let config = TransportConfig {
                 ice_servers: ice,
                 driver_threads: 1 + crate::lanes::wanted() as usize,
+                sctp_mtu: None,
             };
             let mut transport = Transport::new(&config).await?;
             match signal.position() {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateType, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder,
+    RTCIceCandidate, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
@@ -47,6 +47,11 @@ pub struct TransportConfig {
     /// connection the same value: 1 + the lanes that may be opened, for
     /// each connection to have a core's worth of its own.
     pub driver_threads: usize,
+    /// Largest SCTP packet this connection sends. `None` keeps webrtc's
+    /// 1191 bytes, which fits any path (TURN over IPv6 included); larger
+    /// packets are for paths that never leave the machine (see
+    /// `lanes::sctp_mtu`).
+    pub sctp_mtu: Option<u32>,
 }
 
 /// How the selected ICE candidate pair reaches the peer.
@@ -115,6 +120,20 @@ struct FerryRuntime {
     tokio: TokioRuntime,
     /// True until the channels are open; see [`SETUP_TICK`].
     setting_up: Arc<AtomicBool>,
+    /// The largest datagram every socket of this connection receives whole.
+    whole_datagram: Arc<AtomicUsize>,
+}
+
+/// The largest UDP datagram a socket reporting `gro` segments receives
+/// whole. webrtc's driver reads into a buffer of about `gro × 1500` bytes
+/// (at most 64 segments), as `AsyncUdpSocket::max_gro_segments` documents,
+/// or a single-datagram buffer without GRO; 1500 is the safe figure then.
+fn whole_datagram(gro: usize) -> usize {
+    if gro > 1 {
+        gro.min(64) * 1500
+    } else {
+        1500
+    }
 }
 
 /// How often the connection's driver wakes while the handshakes run.
@@ -149,7 +168,15 @@ impl Runtime for FerryRuntime {
             send_buffer = sock.send_buffer_size().unwrap_or(0),
             "ICE socket buffers granted"
         );
-        self.tokio.wrap_udp_socket(socket)
+        let wrapped = self.tokio.wrap_udp_socket(socket)?;
+        let whole = whole_datagram(wrapped.max_gro_segments());
+        self.whole_datagram.fetch_min(whole, Ordering::Relaxed);
+        tracing::debug!(
+            gro = wrapped.max_gro_segments(),
+            whole,
+            "ICE socket receive offload"
+        );
+        Ok(wrapped)
     }
     fn wrap_tcp_listener(
         &self,
@@ -203,6 +230,8 @@ pub struct Transport {
     config: TransportConfig,
     /// Shared with this connection's runtime: cleared once the channels open.
     setting_up: Arc<AtomicBool>,
+    /// Filled in by the runtime as it wraps this connection's sockets.
+    whole_datagram: Arc<AtomicUsize>,
 }
 
 impl Transport {
@@ -228,7 +257,12 @@ impl Transport {
             })
             .collect();
         let setting_up = Arc::new(AtomicBool::new(true));
-        let settings = SettingEngineBuilder::new()
+        let whole_datagram = Arc::new(AtomicUsize::new(usize::MAX));
+        let mut settings = SettingEngineBuilder::new();
+        if let Some(mtu) = config.sctp_mtu {
+            settings = settings.with_sctp_mtu(mtu);
+        }
+        let settings = settings
             // Loopback candidates let two processes on one machine connect
             // without a network; a remote peer simply never reaches them.
             .with_include_loopback_candidate(true)
@@ -253,6 +287,7 @@ impl Transport {
             .with_runtime(Arc::new(FerryRuntime {
                 tokio: TokioRuntime,
                 setting_up: setting_up.clone(),
+                whole_datagram: whole_datagram.clone(),
             }))
             .with_udp_addrs(vec!["0.0.0.0:0".to_string(), "127.0.0.1:0".to_string()])
             .with_dedicated_reactor_pool_size(config.driver_threads.max(1))
@@ -267,6 +302,7 @@ impl Transport {
             lane,
             config: config.clone(),
             setting_up,
+            whole_datagram,
         })
     }
 
@@ -416,6 +452,7 @@ impl Transport {
         };
         // Connection-state changes after this point end the link.
         readers.push(watch_state(self.events, tx.clone()));
+        let max_datagram = u32::try_from(self.whole_datagram.load(Ordering::Relaxed)).unwrap_or(0);
         Ok(Link {
             pc: self.pc,
             control,
@@ -426,6 +463,7 @@ impl Transport {
             tasks: readers,
             lanes: Vec::new(),
             config: self.config,
+            max_datagram,
         })
     }
 
@@ -486,6 +524,7 @@ impl Transport {
         let watcher = watch_state(self.events, tx);
         Ok(Lane {
             pc: self.pc,
+            sctp_mtu: self.config.sctp_mtu,
             data,
             tasks: vec![reader, watcher],
         })
@@ -556,11 +595,18 @@ async fn read_channel(
 /// An extra open connection carrying one more `data` channel.
 pub struct Lane {
     pc: Arc<dyn PeerConnection>,
+    /// As configured: `Some` for a lane sending large packets on this machine.
+    sctp_mtu: Option<u32>,
     data: Arc<dyn DataChannel>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Lane {
+    /// The SCTP packet size this lane was built with (`None`: webrtc's).
+    pub fn sctp_mtu(&self) -> Option<u32> {
+        self.sctp_mtu
+    }
+
     /// Closes the connection. The transfer ends on the main connection, so
     /// nothing is left to drain here.
     pub async fn close(self) {
@@ -583,6 +629,8 @@ pub struct Link {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     lanes: Vec<Lane>,
     config: TransportConfig,
+    /// The largest UDP datagram this side receives whole (0: unknown).
+    max_datagram: u32,
 }
 
 /// What to wait for before closing a [`Link`].
@@ -647,20 +695,44 @@ impl Link {
         sender
     }
 
+    /// The largest UDP datagram this side's sockets receive whole, for the
+    /// hello (0 if unknown).
+    pub fn max_datagram(&self) -> u32 {
+        self.max_datagram
+    }
+
+    /// The selected candidate pair's local and remote candidates.
+    async fn selected_pair(&self) -> Option<[RTCIceCandidate; 2]> {
+        let sctp = self.pc.sctp().await?;
+        let ice = sctp.transport().ice_transport();
+        let pair = ice.get_selected_candidate_pair().await.ok()??;
+        tracing::debug!(%pair, "selected candidate pair");
+        Some([pair.local().clone(), pair.remote().clone()])
+    }
+
+    /// Whether the peer's end of the selected pair is an address of this
+    /// machine. Packets to it never cross a network link, so no link's MTU
+    /// bounds them. (The local end says little: a socket bound to 0.0.0.0
+    /// reports the LAN address while it talks to 127.0.0.1.)
+    pub async fn same_host(&self) -> bool {
+        let Some([_, remote]) = self.selected_pair().await else {
+            return false;
+        };
+        remote
+            .address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(is_this_machine)
+    }
+
     /// The kind of network path of the selected candidate pair, judged from
     /// both of its ends: a relay at either end makes it `Relay`; a server-
     /// reflexive (NAT-mapped) address, or a peer-reflexive one that is public,
     /// makes it `Srflx`; otherwise `Direct`.
     pub async fn path(&self) -> PathKind {
-        let Some(sctp) = self.pc.sctp().await else {
+        let Some(pair) = self.selected_pair().await else {
             return PathKind::Unknown;
         };
-        let ice = sctp.transport().ice_transport();
-        let Ok(Some(pair)) = ice.get_selected_candidate_pair().await else {
-            return PathKind::Unknown;
-        };
-        let kinds = [pair.local(), pair.remote()].map(|c| candidate_kind(c.typ, Some(&c.address)));
-        tracing::debug!(%pair, ?kinds, "selected candidate pair");
+        let kinds = pair.map(|c| candidate_kind(c.typ, Some(&c.address)));
         if kinds.contains(&PathKind::Relay) {
             PathKind::Relay
         } else if kinds.contains(&PathKind::Srflx) {
@@ -721,6 +793,15 @@ fn candidate_kind(kind: RTCIceCandidateType, address: Option<&str>) -> PathKind 
     }
 }
 
+/// Whether `ip` is one of this machine's own addresses: only those can be
+/// bound.
+fn is_this_machine(ip: std::net::IpAddr) -> bool {
+    if ip.is_unspecified() || ip.is_multicast() {
+        return false;
+    }
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
 /// Loopback, private (RFC 1918, fc00::/7), link-local or shared (100.64/10) addresses.
 fn is_local_address(ip: std::net::IpAddr) -> bool {
     match ip {
@@ -739,8 +820,34 @@ fn is_local_address(ip: std::net::IpAddr) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn this_machines_addresses() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(is_this_machine(ip("127.0.0.1")));
+        assert!(is_this_machine(ip("127.3.2.1")));
+        assert!(is_this_machine(ip("::1")));
+        // TEST-NET-2 is nobody's address, and the wildcards are not addresses.
+        assert!(!is_this_machine(ip("198.51.100.7")));
+        assert!(!is_this_machine(ip("0.0.0.0")));
+        assert!(!is_this_machine(ip("::")));
+        assert!(!is_this_machine(ip("224.0.0.251")));
+        // Whatever address the machine reaches the world from is its own.
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        if probe.connect("198.51.100.7:9").is_ok() {
+            let own = probe.local_addr().unwrap().ip();
+            assert!(own.is_unspecified() || is_this_machine(own), "{own}");
+        }
+    }
+
+    #[test]
+    fn whole_datagrams_follow_the_drivers_buffers() {
+        assert_eq!(whole_datagram(1), 1500);
+        assert_eq!(whole_datagram(64), 96_000);
+        assert_eq!(whole_datagram(200), 96_000);
+    }
 
     #[test]
     fn candidate_kinds() {
@@ -774,11 +881,12 @@ mod tests {
         assert_eq!(candidate_kind(T::Prflx, None), PathKind::Direct);
     }
 
-    /// Two peer connections in one process over loopback: both channels open
-    /// and carry messages both ways, in order.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_peers_exchange_messages() {
-        let config = TransportConfig::default();
+    /// Two main connections in one process, open to each other.
+    pub(crate) async fn linked_pair() -> (Link, Link) {
+        let config = TransportConfig {
+            driver_threads: 2,
+            ..TransportConfig::default()
+        };
         let mut offerer = Transport::new(&config).await.unwrap();
         let mut answerer = Transport::new(&config).await.unwrap();
         let offer = offerer.create_offer().await.unwrap();
@@ -788,7 +896,14 @@ mod tests {
             offerer.open(Duration::from_secs(10)),
             answerer.open(Duration::from_secs(10))
         );
-        let (a, mut b) = (a.unwrap(), b.unwrap());
+        (a.unwrap(), b.unwrap())
+    }
+
+    /// Two peer connections in one process over loopback: both channels open
+    /// and carry messages both ways, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_peers_exchange_messages() {
+        let (a, mut b) = linked_pair().await;
         a.send_control("hello").await.unwrap();
         let sender = a.data_sender();
         for i in 0..100u8 {
@@ -797,16 +912,22 @@ mod tests {
                 .await
                 .unwrap();
         }
-        match b.recv().await {
-            Incoming::Control(m) => assert_eq!(&m[..], b"hello"),
-            other => panic!("expected control, got {other:?}"),
-        }
-        for i in 0..100u8 {
+        // Each channel is in order; the two channels are not ordered together.
+        let (mut control, mut next) = (0, 0u8);
+        while control == 0 || next < 100 {
             match b.recv().await {
-                Incoming::Data(0, m) => assert!(m.len() == 60_000 && m.iter().all(|&x| x == i)),
-                other => panic!("expected data, got {other:?}"),
+                Incoming::Control(m) => {
+                    assert_eq!(&m[..], b"hello");
+                    control += 1;
+                }
+                Incoming::Data(0, m) => {
+                    assert!(m.len() == 60_000 && m.iter().all(|&x| x == next));
+                    next += 1;
+                }
+                other => panic!("expected a message, got {other:?}"),
             }
         }
+        assert_eq!(control, 1);
         let path = a.path().await;
         assert_eq!(path, PathKind::Direct);
         a.close(Drain::All).await;

@@ -5,7 +5,7 @@
 use ferry::proto::hash::block_cv;
 use ferry::proto::manifest::validate_path;
 use ferry::proto::wire::{self, Control, Frame};
-use ferry::proto::{Entry, EntryKind, Manifest, Receiver, ReceiverAction};
+use ferry::proto::{Capabilities, Entry, EntryKind, Manifest, Receiver, ReceiverAction};
 use ferry::signal::{self, Role, SignalMessage};
 use ferry::ticket::Ticket;
 use proptest::prelude::*;
@@ -101,7 +101,7 @@ proptest! {
     #[test]
     fn receiver_survives_arbitrary_data(msgs in prop::collection::vec(arb_message(), 0..40)) {
         let mut r = Receiver::new();
-        r.handle_control(Control::Hello { protocol: 1, software: "prop".into(), lanes: 0 });
+        r.handle_control(Control::Hello { protocol: 1, software: "prop".into(), lanes: 0, max_datagram: 0 });
         let m = Manifest { block_size: 16 * 1024, entries: vec![
             Entry { path: "a".into(), kind: EntryKind::File, size: Some(40_000), mode: 0 },
             Entry { path: "s".into(), kind: EntryKind::File, size: None, mode: 0 },
@@ -202,8 +202,8 @@ fn fuzz_transcript(
     have: Vec<(u32, Vec<u64>)>,
     corrupt: Option<usize>,
 ) -> (Vec<u8>, Vec<u8>) {
-    let mut s = Sender::with_lanes(manifest.clone(), 4, lanes);
-    let mut r = Receiver::with_lanes(2);
+    let mut s = Sender::with_lanes(manifest.clone(), 4, Capabilities::lanes(lanes));
+    let mut r = Receiver::with_lanes(Capabilities::lanes(2));
     let (mut to_r, mut to_s) = (Vec::new(), Vec::new());
     let size_of = |file: u32| {
         manifest.entries[file as usize]
@@ -406,6 +406,7 @@ fn write_fuzz_seeds() {
             protocol: 1,
             software: "ferry 0.1.0".into(),
             lanes: 2,
+            max_datagram: 65_000,
         },
         Control::Lane {
             lane: 1,

@@ -55,6 +55,7 @@ fn liar_hello() -> Control {
         protocol: 1,
         software: "liar/1".into(),
         lanes: 0,
+        max_datagram: 0,
     }
 }
 

@@ -13,11 +13,11 @@
 #![no_main]
 
 use ferry::proto::hash::{block_cv, Cv};
-use ferry::proto::{Control, Held, ProtoError, Receiver, ReceiverAction};
+use ferry::proto::{Capabilities, Control, Held, ProtoError, Receiver, ReceiverAction};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut r = Receiver::with_lanes(2);
+    let mut r = Receiver::with_lanes(Capabilities::lanes(2));
     let mut held = Vec::new();
     let mut block_size = 0u64;
     drive(&mut r, &mut held, &mut block_size);

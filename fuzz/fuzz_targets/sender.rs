@@ -13,7 +13,7 @@
 
 use bytes::Bytes;
 use ferry::proto::hash::{block_cv, single_block_root};
-use ferry::proto::Control;
+use ferry::proto::{Capabilities, Control};
 use ferry::proto::{
     DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
 };
@@ -56,7 +56,7 @@ fn content(file: u32, len: usize) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let manifest = manifest();
-    let mut s = Sender::with_lanes(manifest.clone(), 4, 2);
+    let mut s = Sender::with_lanes(manifest.clone(), 4, Capabilities::lanes(2));
     drive(&mut s, &manifest);
     let mut input = data;
     while let Some((&tag, rest)) = input.split_first() {

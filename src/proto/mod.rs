@@ -14,7 +14,7 @@ pub mod wire;
 pub use manifest::{Entry, EntryKind, Manifest, ManifestError};
 pub use receiver::{Held, Receiver, ReceiverAction};
 pub use sender::{DataItem, Purpose, ReadRequest, Sender, SenderAction};
-pub use wire::Control;
+pub use wire::{Capabilities, Control};
 
 use bytes::{BufMut, BytesMut};
 

@@ -12,7 +12,9 @@ use super::manifest::{
     block_count, paths_bytes, EntryKind, Manifest, ManifestError, MAX_ENTRIES, MAX_PATHS_BYTES,
 };
 use super::sender::{control_name, hello};
-use super::wire::{cv_to_hex, Control, Frame, HaveBlock, HaveFile, MAX_LANES, PROTOCOL_VERSION};
+use super::wire::{
+    cv_to_hex, Capabilities, Control, Frame, HaveBlock, HaveFile, MAX_LANES, PROTOCOL_VERSION,
+};
 use super::ProtoError;
 
 /// A block failing verification more often than this fails the transfer.
@@ -111,6 +113,8 @@ pub struct Receiver {
     assembling: Vec<Option<Assembly>>,
     /// Extra data connections offered in our hello.
     lanes: u32,
+    /// What the sender's hello said it can do.
+    peer: Capabilities,
     bad_blocks: HashMap<(u32, u64), u32>,
     actions: VecDeque<ReceiverAction>,
     unfinished: usize,
@@ -125,14 +129,18 @@ impl Default for Receiver {
 
 impl Receiver {
     pub fn new() -> Receiver {
-        Receiver::with_lanes(0)
+        Receiver::with_lanes(Capabilities::default())
     }
 
-    /// A receiver that accepts up to `lanes` extra data connections.
-    pub fn with_lanes(lanes: u32) -> Receiver {
-        let lanes = lanes.min(MAX_LANES);
+    /// A receiver whose hello offers `caps`: it accepts up to `caps.lanes`
+    /// extra data connections.
+    pub fn with_lanes(caps: Capabilities) -> Receiver {
+        let lanes = caps.lanes.min(MAX_LANES);
         let mut actions = VecDeque::new();
-        actions.push_back(ReceiverAction::SendControl(hello(lanes)));
+        actions.push_back(ReceiverAction::SendControl(hello(Capabilities {
+            lanes,
+            ..caps
+        })));
         Receiver {
             phase: Phase::AwaitHello,
             manifest: Manifest::default(),
@@ -140,11 +148,17 @@ impl Receiver {
             files: Vec::new(),
             assembling: vec![None],
             lanes,
+            peer: Capabilities::default(),
             bad_blocks: HashMap::new(),
             actions,
             unfinished: 0,
             stats: ReceiverStats::default(),
         }
+    }
+
+    /// What the sender's hello said it can do (all zero before it).
+    pub fn peer(&self) -> Capabilities {
+        self.peer
     }
 
     pub fn poll_action(&mut self) -> Option<ReceiverAction> {
@@ -158,13 +172,20 @@ impl Receiver {
         match (msg, &self.phase) {
             (
                 Control::Hello {
-                    protocol, lanes, ..
+                    protocol,
+                    lanes,
+                    max_datagram,
+                    ..
                 },
                 Phase::AwaitHello,
             ) => {
                 if protocol != PROTOCOL_VERSION {
                     return self.fail(ProtoError::Version(protocol));
                 }
+                self.peer = Capabilities {
+                    lanes,
+                    max_datagram,
+                };
                 self.assembling = (0..=self.lanes.min(lanes)).map(|_| None).collect();
                 self.phase = Phase::AwaitManifest;
             }

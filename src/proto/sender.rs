@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::hash::{root_from_cvs, Cv};
 use super::manifest::{block_count, EntryKind, Manifest};
-use super::wire::{cv_from_hex, manifest_parts, Control, HaveFile, MAX_LANES, PROTOCOL_VERSION};
+use super::wire::{
+    cv_from_hex, manifest_parts, Capabilities, Control, HaveFile, MAX_LANES, PROTOCOL_VERSION,
+};
 use super::ProtoError;
 
 /// Blocks read ahead of the channel: bounds the sender's memory to about
@@ -123,17 +125,20 @@ pub struct Sender {
     stream_read_busy: bool,
     /// Extra data connections offered in our hello.
     lanes: u32,
+    /// What the receiver's hello said it can do.
+    peer: Capabilities,
     pub stats: SenderStats,
 }
 
 impl Sender {
     pub fn new(manifest: Manifest, window: usize) -> Sender {
-        Sender::with_lanes(manifest, window, 0)
+        Sender::with_lanes(manifest, window, Capabilities::default())
     }
 
-    /// A sender that offers up to `lanes` extra data connections; once the
-    /// receiver's hello agrees, [`SenderAction::OpenLanes`] says how many to open.
-    pub fn with_lanes(manifest: Manifest, window: usize, lanes: u32) -> Sender {
+    /// A sender whose hello offers `caps`: up to `caps.lanes` extra data
+    /// connections; once the receiver's hello agrees,
+    /// [`SenderAction::OpenLanes`] says how many to open.
+    pub fn with_lanes(manifest: Manifest, window: usize, caps: Capabilities) -> Sender {
         let files = manifest
             .entries
             .iter()
@@ -160,10 +165,14 @@ impl Sender {
             resend_counts: HashMap::new(),
             reads_in_flight: 0,
             stream_read_busy: false,
-            lanes: lanes.min(MAX_LANES),
+            lanes: caps.lanes.min(MAX_LANES),
+            peer: Capabilities::default(),
             stats: SenderStats::default(),
         };
-        let hello = hello(sender.lanes);
+        let hello = hello(Capabilities {
+            lanes: sender.lanes,
+            ..caps
+        });
         sender.actions.push_back(SenderAction::SendControl(hello));
         for part in manifest_parts(&sender.manifest) {
             sender.actions.push_back(SenderAction::SendControl(part));
@@ -173,6 +182,11 @@ impl Sender {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// What the receiver's hello said it can do (all zero before it).
+    pub fn peer(&self) -> Capabilities {
+        self.peer
     }
 
     pub fn poll_action(&mut self) -> Option<SenderAction> {
@@ -199,13 +213,20 @@ impl Sender {
         match (msg, &self.phase) {
             (
                 Control::Hello {
-                    protocol, lanes, ..
+                    protocol,
+                    lanes,
+                    max_datagram,
+                    ..
                 },
                 Phase::AwaitHello,
             ) => {
                 if protocol != PROTOCOL_VERSION {
                     return self.fail(ProtoError::Version(protocol));
                 }
+                self.peer = Capabilities {
+                    lanes,
+                    max_datagram,
+                };
                 self.phase = Phase::AwaitAccept;
                 let lanes = self.lanes.min(lanes);
                 if lanes > 0 {
@@ -492,11 +513,12 @@ impl Sender {
     }
 }
 
-pub(super) fn hello(lanes: u32) -> Control {
+pub(super) fn hello(caps: Capabilities) -> Control {
     Control::Hello {
         protocol: PROTOCOL_VERSION,
         software: concat!("ferry/", env!("CARGO_PKG_VERSION")).into(),
-        lanes,
+        lanes: caps.lanes,
+        max_datagram: caps.max_datagram,
     }
 }
 

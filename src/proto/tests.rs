@@ -58,8 +58,8 @@ fn transfer(
     faults: Faults,
 ) -> Outcome {
     let offered = faults.manifest.clone().unwrap_or_else(|| manifest.clone());
-    let mut sender = Sender::with_lanes(manifest, 4, faults.lanes.0);
-    let mut receiver = Receiver::with_lanes(faults.lanes.1);
+    let mut sender = Sender::with_lanes(manifest, 4, Capabilities::lanes(faults.lanes.0));
+    let mut receiver = Receiver::with_lanes(Capabilities::lanes(faults.lanes.1));
     let mut disk: HashMap<u32, Vec<u8>> = have_disk.clone();
     let mut out = Outcome {
         sender: Ok(()),
@@ -475,14 +475,22 @@ fn lanes_need_both_sides() {
 
 #[test]
 fn data_on_a_lane_never_agreed_is_refused() {
-    let mut receiver = Receiver::with_lanes(2);
+    let mut receiver = Receiver::with_lanes(Capabilities::lanes(2));
     // The sender's hello offers one lane only.
     receiver.handle_control(Control::Hello {
         protocol: wire::PROTOCOL_VERSION,
         software: "test".into(),
         lanes: 1,
+        max_datagram: 9000,
     });
     assert!(receiver.lane_allowed(1) && !receiver.lane_allowed(2));
+    assert_eq!(
+        receiver.peer(),
+        Capabilities {
+            lanes: 1,
+            max_datagram: 9000
+        }
+    );
     receiver.handle_lane_data(2, &[2, 0]);
     let failed = std::iter::from_fn(|| receiver.poll_action())
         .any(|a| matches!(a, ReceiverAction::Failed(ProtoError::Protocol(_))));
@@ -496,6 +504,7 @@ fn accepting(entries: Vec<Entry>) -> Receiver {
         protocol: wire::PROTOCOL_VERSION,
         software: "test".into(),
         lanes: 0,
+        max_datagram: 0,
     });
     receiver.handle_control(Control::Manifest {
         block_size: BS,
@@ -569,6 +578,7 @@ fn manifest_parts_piling_up_past_the_paths_limit_are_refused() {
         protocol: wire::PROTOCOL_VERSION,
         software: "test".into(),
         lanes: 0,
+        max_datagram: 0,
     });
     // Parts of 16 entries with 4000-byte paths (about 64 KiB each), never ending.
     let name = "n".repeat(200);
@@ -607,4 +617,74 @@ fn manifest_parts_piling_up_past_the_paths_limit_are_refused() {
         ),
         "{refused:?}"
     );
+}
+
+#[test]
+fn hellos_carry_each_sides_capabilities() {
+    let manifest = Manifest {
+        block_size: 16 * 1024,
+        entries: vec![],
+    };
+    let mut sender = Sender::with_lanes(
+        manifest,
+        4,
+        Capabilities {
+            lanes: 3,
+            max_datagram: 96_000,
+        },
+    );
+    let mut receiver = Receiver::with_lanes(Capabilities {
+        lanes: 1,
+        max_datagram: 2_000,
+    });
+    let hello_of = |action: Option<ControlOrOther>| match action {
+        Some(ControlOrOther::Control(msg @ Control::Hello { .. })) => msg,
+        _ => panic!("the first action must be the hello"),
+    };
+    let to_receiver = hello_of(sender.poll_action().map(ControlOrOther::from_sender));
+    let to_sender = hello_of(receiver.poll_action().map(ControlOrOther::from_receiver));
+    // Both decode from the wire as they were sent.
+    let to_receiver = Control::decode(to_receiver.encode().as_bytes()).unwrap();
+    let to_sender = Control::decode(to_sender.encode().as_bytes()).unwrap();
+    receiver.handle_control(to_receiver);
+    sender.handle_control(to_sender);
+    assert_eq!(
+        receiver.peer(),
+        Capabilities {
+            lanes: 3,
+            max_datagram: 96_000
+        }
+    );
+    assert_eq!(
+        sender.peer(),
+        Capabilities {
+            lanes: 1,
+            max_datagram: 2_000
+        }
+    );
+    // The agreed lane count is the smaller offer.
+    let opened = std::iter::from_fn(|| sender.poll_action())
+        .any(|a| matches!(a, SenderAction::OpenLanes(1)));
+    assert!(opened, "the sender opens the one lane both offered");
+}
+
+/// The control message in a first action, whichever core made it.
+enum ControlOrOther {
+    Control(Control),
+    Other,
+}
+
+impl ControlOrOther {
+    fn from_sender(action: SenderAction) -> Self {
+        match action {
+            SenderAction::SendControl(msg) => ControlOrOther::Control(msg),
+            _ => ControlOrOther::Other,
+        }
+    }
+    fn from_receiver(action: ReceiverAction) -> Self {
+        match action {
+            ReceiverAction::SendControl(msg) => ControlOrOther::Control(msg),
+            _ => ControlOrOther::Other,
+        }
+    }
 }

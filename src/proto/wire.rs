@@ -30,6 +30,11 @@ pub enum Control {
         software: String,
         #[serde(default, skip_serializing_if = "is_zero")]
         lanes: u32,
+        /// Largest UDP datagram this side's connections receive whole, in
+        /// bytes; 0 (or absent) if unknown. Lets lanes between two processes
+        /// on one machine use large SCTP packets (see `lanes::sctp_mtu`).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        max_datagram: u32,
     },
     /// Sender -> receiver: the SDP offer of lane `lane` (1..=lanes); receiver
     /// -> sender: its answer. Only after both hellos offered lanes.
@@ -54,6 +59,25 @@ pub enum Control {
     Done,
     /// Either side: stop, with a reason a person can read.
     Cancel { reason: String },
+}
+
+/// What a hello says its side can do beyond the basics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Extra data connections (lanes) this side can use, at most [`MAX_LANES`].
+    pub lanes: u32,
+    /// Largest UDP datagram this side receives whole, in bytes; 0 if unknown.
+    pub max_datagram: u32,
+}
+
+impl Capabilities {
+    /// Up to `lanes` lanes, nothing known about datagrams.
+    pub fn lanes(lanes: u32) -> Capabilities {
+        Capabilities {
+            lanes,
+            max_datagram: 0,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
