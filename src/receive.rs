@@ -26,7 +26,7 @@ use crate::ticket::Ticket;
 use crate::transport::{Incoming, Link};
 
 /// Verified blocks queued for the disk writer (about this many MiB).
-const WRITE_QUEUE: usize = 8;
+const WRITE_QUEUE: usize = 4;
 
 pub async fn run(args: ReceiveArgs, common: Common) -> Result<()> {
     let json = common.json;

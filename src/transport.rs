@@ -36,7 +36,7 @@ const UDP_BUFFER: usize = 4 << 20;
 /// Per-channel send buffer: `send` waits while this much is unacknowledged.
 const SEND_BUFFER_LIMIT: usize = 1 << 20;
 /// Messages queued from the channels to the session, at most 64 KiB each.
-const INCOMING_QUEUE: usize = 64;
+const INCOMING_QUEUE: usize = 16;
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default)]
