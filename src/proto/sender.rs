@@ -14,8 +14,11 @@ use super::wire::{
 use super::ProtoError;
 
 /// Blocks read ahead of the channel: bounds the sender's memory to about
-/// `window` blocks, whatever the file size.
+/// `window` full blocks' worth of bytes, whatever the file size.
 pub const DEFAULT_WINDOW: usize = 8;
+/// Most reads in flight at once, however small the blocks: small files
+/// fill the window's bytes only with many reads, and each read is a task.
+pub const MAX_READS: usize = 64;
 /// A block re-requested more often than this fails the transfer.
 pub const MAX_RESENDS: u32 = 3;
 
@@ -121,6 +124,8 @@ pub struct Sender {
     resends: VecDeque<(u32, u64)>,
     resend_counts: HashMap<(u32, u64), u32>,
     reads_in_flight: usize,
+    /// Bytes asked for by the reads in flight.
+    read_bytes_in_flight: u64,
     /// A stream (unknown length) allows one read at a time, in order.
     stream_read_busy: bool,
     /// Extra data connections offered in our hello.
@@ -164,6 +169,7 @@ impl Sender {
             resends: VecDeque::new(),
             resend_counts: HashMap::new(),
             reads_in_flight: 0,
+            read_bytes_in_flight: 0,
             stream_read_busy: false,
             lanes: caps.lanes.min(MAX_LANES),
             peer: Capabilities::default(),
@@ -275,7 +281,7 @@ impl Sender {
         cv: Option<Cv>,
         single_root: Option<blake3::Hash>,
     ) {
-        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+        self.read_done(req);
         if self.phase == Phase::Done {
             return;
         }
@@ -335,6 +341,11 @@ impl Sender {
     pub fn read_failed(&mut self, err: ProtoError) {
         self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
         self.fail(err);
+    }
+
+    fn read_done(&mut self, req: &ReadRequest) {
+        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+        self.read_bytes_in_flight = self.read_bytes_in_flight.saturating_sub(u64::from(req.len));
     }
 
     /// Stop because of something outside the protocol core (a malformed
@@ -410,13 +421,21 @@ impl Sender {
         self.files.iter().flatten().all(|f| f.end_queued)
     }
 
-    fn outstanding(&self) -> usize {
-        self.reads_in_flight
-            + self
-                .ready
-                .iter()
-                .filter(|i| matches!(i, DataItem::Block { .. }))
-                .count()
+    /// Whether the reads in flight and the blocks waiting for the channel
+    /// leave room for another read: at most `window` full blocks of bytes
+    /// and [`MAX_READS`] reads.
+    fn has_room(&self) -> bool {
+        let ready: u64 = self
+            .ready
+            .iter()
+            .map(|i| match i {
+                DataItem::Block { data, .. } => data.len() as u64,
+                DataItem::FileEnd { .. } => 0,
+            })
+            .sum();
+        let window = self.window as u64 * u64::from(self.manifest.block_size);
+        self.reads_in_flight < MAX_READS.max(self.window)
+            && self.read_bytes_in_flight + ready < window
     }
 
     /// Issue reads up to the window: resends first, then the next blocks in order.
@@ -425,7 +444,7 @@ impl Sender {
             return;
         }
         let block_size = self.manifest.block_size;
-        while self.outstanding() < self.window {
+        while self.has_room() {
             if let Some((file, block)) = self.resends.pop_front() {
                 let size = self.files[file as usize]
                     .as_ref()
@@ -497,6 +516,7 @@ impl Sender {
 
     fn push_read(&mut self, req: ReadRequest) {
         self.reads_in_flight += 1;
+        self.read_bytes_in_flight += u64::from(req.len);
         self.actions.push_back(SenderAction::Read(req));
     }
 

@@ -688,3 +688,40 @@ impl ControlOrOther {
         }
     }
 }
+
+/// Reads in flight once sending starts, for `files` files of `size` bytes.
+fn first_reads(files: usize, size: u64) -> usize {
+    let manifest = Manifest {
+        block_size: 16 * 1024,
+        entries: (0..files)
+            .map(|i| Entry {
+                path: format!("f{i}"),
+                kind: EntryKind::File,
+                size: Some(size),
+                mode: 0o644,
+            })
+            .collect(),
+    };
+    let mut sender = Sender::new(manifest, 4);
+    while sender.poll_action().is_some() {}
+    sender.handle_control(Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes: 0,
+        max_datagram: 0,
+    });
+    sender.handle_control(Control::Accept { have: vec![] });
+    std::iter::from_fn(|| sender.poll_action())
+        .filter(|a| matches!(a, SenderAction::Read(_)))
+        .count()
+}
+
+#[test]
+fn the_read_window_counts_bytes_and_caps_reads() {
+    // Four full blocks of large files.
+    assert_eq!(first_reads(3, 1 << 20), 4);
+    // Small files fill the same bytes only with many reads: capped at 64.
+    assert_eq!(first_reads(1000, 100), sender::MAX_READS);
+    // 64 KiB of 5000-byte files: reads go on until the bytes reach it.
+    assert_eq!(first_reads(100, 5000), 14);
+}
