@@ -17,6 +17,10 @@
 //!
 //! `seconds` runs from the moment the channels are open to the last byte.
 //!
+//! `--sctp-mtu N` (any mode) builds the connections with N-byte SCTP packets
+//! instead of webrtc's 1191, as ferry's lanes between two processes on one
+//! machine do (16000).
+//!
 //! Build: `cargo build --release --examples`; run
 //! `target/release/examples/raw_channel pair --bytes 1073741824`.
 
@@ -36,7 +40,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn usage() -> ! {
-    eprintln!("usage: raw_channel (pair|send|inproc) --bytes N | raw_channel recv");
+    eprintln!(
+        "usage: raw_channel (pair|send|inproc) --bytes N [--sctp-mtu N] | raw_channel recv [--sctp-mtu N]"
+    );
     std::process::exit(2);
 }
 
@@ -52,11 +58,24 @@ fn main() -> Result<()> {
         ),
         None => None,
     };
+    let sctp_mtu = match args.iter().position(|a| a == "--sctp-mtu") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .ok_or_else(|| anyhow!("--sctp-mtu needs a value"))?
+                .parse::<u32>()
+                .context("--sctp-mtu")?,
+        ),
+        None => None,
+    };
+    let config = TransportConfig {
+        sctp_mtu,
+        ..TransportConfig::default()
+    };
     match (mode, bytes) {
-        ("pair", Some(n)) => pair(n),
-        ("send", Some(n)) => runtime()?.block_on(send_process(n)),
-        ("recv", None) => runtime()?.block_on(recv_process()),
-        ("inproc", Some(n)) => runtime()?.block_on(inproc(n)),
+        ("pair", Some(n)) => pair(n, sctp_mtu),
+        ("send", Some(n)) => runtime()?.block_on(send_process(n, &config)),
+        ("recv", None) => runtime()?.block_on(recv_process(&config)),
+        ("inproc", Some(n)) => runtime()?.block_on(inproc(n, &config)),
         _ => usage(),
     }
 }
@@ -67,17 +86,22 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Spawn `send` and `recv` children, relay offer and answer, collect results.
-fn pair(n: u64) -> Result<()> {
+fn pair(n: u64, sctp_mtu: Option<u32>) -> Result<()> {
     let exe = std::env::current_exe()?;
+    let mtu_args: Vec<String> = sctp_mtu
+        .map(|m| vec!["--sctp-mtu".into(), m.to_string()])
+        .unwrap_or_default();
     let started = Instant::now();
     let mut sender = Command::new(&exe)
         .args(["send", "--bytes", &n.to_string()])
+        .args(&mtu_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the send process")?;
     let mut receiver = Command::new(&exe)
         .arg("recv")
+        .args(&mtu_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -147,8 +171,8 @@ fn print_line(v: Value) {
     let _ = out.flush();
 }
 
-async fn send_process(n: u64) -> Result<()> {
-    let mut t = Transport::new(&TransportConfig::default()).await?;
+async fn send_process(n: u64, config: &TransportConfig) -> Result<()> {
+    let mut t = Transport::new(config).await?;
     print_line(json!({ "sdp": t.create_offer().await? }));
     t.accept_answer(read_sdp_line().await?).await?;
     let mut link = t.open(OPEN_TIMEOUT).await?;
@@ -183,8 +207,8 @@ async fn send_process(n: u64) -> Result<()> {
     std::process::exit(0);
 }
 
-async fn recv_process() -> Result<()> {
-    let mut t = Transport::new(&TransportConfig::default()).await?;
+async fn recv_process(config: &TransportConfig) -> Result<()> {
+    let mut t = Transport::new(config).await?;
     let answer = t.accept_offer(read_sdp_line().await?).await?;
     print_line(json!({ "sdp": answer }));
     let mut link = t.open(OPEN_TIMEOUT).await?;
@@ -201,8 +225,8 @@ async fn recv_process() -> Result<()> {
     Ok(())
 }
 
-async fn inproc(n: u64) -> Result<()> {
-    let config = TransportConfig::default();
+async fn inproc(n: u64, config: &TransportConfig) -> Result<()> {
+    let config = config.clone();
     let mut offerer = Transport::new(&config).await?;
     let mut answerer = Transport::new(&config).await?;
     let offer = offerer.create_offer().await?;

@@ -261,7 +261,14 @@ async fn pump(
                 }
             };
             if let Err(e) = step {
-                core.abort(ProtoError::Local(format!("{e:#}")));
+                // A writer that stopped says why, just before its queue closes.
+                let why = std::iter::from_fn(|| events.try_recv().ok())
+                    .find_map(|event| match event {
+                        WriteEvent::Failed(why) => Some(why),
+                        WriteEvent::Finished(_) => None,
+                    })
+                    .unwrap_or_else(|| format!("{e:#}"));
+                core.abort(ProtoError::Local(why));
             }
         }
         if let Some(done) = finished {
