@@ -765,9 +765,13 @@ impl Link {
     /// bounds them. (The local end says little: a socket bound to 0.0.0.0
     /// reports the LAN address while it talks to 127.0.0.1.)
     pub async fn same_host(&self) -> bool {
-        let Some([_, remote]) = self.selected_pair().await else {
+        let Some([local, remote]) = self.selected_pair().await else {
             return false;
         };
+        // A TURN server on this machine still relays: its limits apply.
+        if [local.typ, remote.typ].contains(&RTCIceCandidateType::Relay) {
+            return false;
+        }
         remote
             .address
             .parse::<std::net::IpAddr>()
