@@ -49,24 +49,8 @@ fn usage() -> ! {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().map(String::as_str).unwrap_or_else(|| usage());
-    let bytes = match args.iter().position(|a| a == "--bytes") {
-        Some(i) => Some(
-            args.get(i + 1)
-                .ok_or_else(|| anyhow!("--bytes needs a value"))?
-                .parse::<u64>()
-                .context("--bytes")?,
-        ),
-        None => None,
-    };
-    let sctp_mtu = match args.iter().position(|a| a == "--sctp-mtu") {
-        Some(i) => Some(
-            args.get(i + 1)
-                .ok_or_else(|| anyhow!("--sctp-mtu needs a value"))?
-                .parse::<u32>()
-                .context("--sctp-mtu")?,
-        ),
-        None => None,
-    };
+    let bytes = flag::<u64>(&args, "--bytes")?;
+    let sctp_mtu = flag::<u32>(&args, "--sctp-mtu")?;
     let config = TransportConfig {
         sctp_mtu,
         ..TransportConfig::default()
@@ -78,6 +62,20 @@ fn main() -> Result<()> {
         ("inproc", Some(n)) => runtime()?.block_on(inproc(n, &config)),
         _ => usage(),
     }
+}
+
+/// The value after `name` in `args`, if `name` is there.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    let value = args
+        .get(i + 1)
+        .ok_or_else(|| anyhow!("{name} needs a value"))?;
+    Ok(Some(value.parse::<T>().with_context(|| name.to_string())?))
 }
 
 /// The same runtime the ferry binary uses: multi-threaded, one worker per core.

@@ -81,6 +81,8 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     await screenshot(page, 'receive-1-offer');
     assert.match(await page.textContent('#offer-summary'), /3 files/);
     const download = page.waitForEvent('download', { timeout: 300_000 });
+    // If a later step fails first, let that failure be the one reported.
+    download.catch(() => {});
     await page.click('#save-download');
     await page.waitForFunction(() => document.getElementById('progress').value > 0, null, { timeout: 60_000 });
     await screenshot(page, 'receive-2-transferring');
@@ -192,6 +194,8 @@ test('browser to browser through ferry serve: streamed to disk through the servi
     await receiverPage.goto(link);
     await receiverPage.waitForSelector('#save-download:visible', { timeout: 60_000 });
     const download = receiverPage.waitForEvent('download', { timeout: 300_000 });
+    // If a later step fails first, let that failure be the one reported.
+    download.catch(() => {});
     await receiverPage.click('#save-download');
     await waitState(receiverPage, 'done');
     await waitState(senderPage, 'done');
@@ -326,6 +330,8 @@ test('CLI to browser: separate paths (a 300 MiB file, an empty file, a folder) a
     await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
     assert.match(await page.textContent('#offer-summary'), /3 files/);
     const download = page.waitForEvent('download', { timeout: 300_000 });
+    // If a later step fails first, let that failure be the one reported.
+    download.catch(() => {});
     await page.click('#save-download');
     // Plain http: the Blob's parts go through IndexedDB, which keeps them on disk.
     await page.waitForFunction(
@@ -399,6 +405,8 @@ test('the receiving page while it waits for the sender and while it connects (sc
     release();
     await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
     const download = page.waitForEvent('download', { timeout: 60_000 });
+    // If a later step fails first, let that failure be the one reported.
+    download.catch(() => {});
     await page.click('#save-download');
     await waitState(page, 'done');
     const out = tempDir('held');
