@@ -77,14 +77,14 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     const sentToServer = recordTraffic(page);
     // As printed: http://LAN-IP:port, not a secure context, so the page saves through a Blob.
     await page.goto(link);
-    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    await page.waitForSelector('#save-download:visible', { timeout: 120_000 });
     await screenshot(page, 'receive-1-offer');
     assert.match(await page.textContent('#offer-summary'), /3 files/);
     const download = page.waitForEvent('download', { timeout: 300_000 });
     // If a later step fails first, let that failure be the one reported.
     download.catch(() => {});
     await page.click('#save-download');
-    await page.waitForFunction(() => document.getElementById('progress').value > 0, null, { timeout: 60_000 });
+    await page.waitForFunction(() => document.getElementById('progress').value > 0, null, { timeout: 120_000 });
     await screenshot(page, 'receive-2-transferring');
     await waitState(page, 'done');
     await screenshot(page, 'receive-3-done');
@@ -192,7 +192,7 @@ test('browser to browser through ferry serve: streamed to disk through the servi
     const link = await senderPage.inputValue('#link');
     const receiverPage = await b.context.newPage();
     await receiverPage.goto(link);
-    await receiverPage.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    await receiverPage.waitForSelector('#save-download:visible', { timeout: 120_000 });
     const download = receiverPage.waitForEvent('download', { timeout: 300_000 });
     // If a later step fails first, let that failure be the one reported.
     download.catch(() => {});
@@ -235,7 +235,7 @@ test('CLI to browser into a picked folder (File System Access): files land in pl
       const ticket = (await sender.line(/^(ferry\S+)/m, 'a ticket'))[1];
       await page.goto('about:blank');
       await page.goto(`${server.local}/#${ticket}`);
-      await page.waitForSelector('#save-folder:visible', { timeout: 60_000 });
+      await page.waitForSelector('#save-folder:visible', { timeout: 120_000 });
       if (replace) await page.check('#replace');
       await page.click('#save-folder');
       await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('main').dataset.state), null, {
@@ -285,7 +285,7 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
     const [, link] = await first.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
     await page.goto('about:blank');
     await page.goto(link);
-    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    await page.waitForSelector('#save-download:visible', { timeout: 120_000 });
     first.child.kill('SIGINT');
     await waitState(page, 'failed').catch(() => {});
     assert.match(await page.textContent('#status'), /stopped|went away|closed/);
@@ -298,13 +298,13 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
     const [, link2] = await second.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
     await page.goto('about:blank');
     await page.goto(link2);
-    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    await page.waitForSelector('#save-download:visible', { timeout: 120_000 });
     let downloads = 0;
     page.on('download', () => {
       downloads += 1;
     });
     await page.click('#save-download');
-    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 60_000 });
+    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 120_000 });
     await page.click('#cancel');
     await waitState(page, 'failed').catch(() => {});
     assert.match(await page.textContent('#status'), /cancelled/i);
@@ -327,7 +327,7 @@ test('CLI to browser: separate paths (a 300 MiB file, an empty file, a folder) a
     const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
     const page = await b.context.newPage();
     await page.goto(link);
-    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    await page.waitForSelector('#save-download:visible', { timeout: 120_000 });
     assert.match(await page.textContent('#offer-summary'), /3 files/);
     const download = page.waitForEvent('download', { timeout: 300_000 });
     // If a later step fails first, let that failure be the one reported.
@@ -403,8 +403,8 @@ test('the receiving page while it waits for the sender and while it connects (sc
     assert.match(await page.textContent('#status'), /Connecting to the sender/);
     await screenshot(page, 'receive-0-connecting');
     release();
-    await page.waitForSelector('#save-download:visible', { timeout: 60_000 });
-    const download = page.waitForEvent('download', { timeout: 60_000 });
+    await page.waitForSelector('#save-download:visible', { timeout: 120_000 });
+    const download = page.waitForEvent('download', { timeout: 120_000 });
     // If a later step fails first, let that failure be the one reported.
     download.catch(() => {});
     await page.click('#save-download');
@@ -436,7 +436,7 @@ test('the page sends and cancels mid-transfer: ferry receive exits 1 saying the 
     const out = tempDir('sender-cancels');
     receiver = ferry(['receive', ticket, '--out', out, '--yes']);
     await waitState(page, 'transferring', 60_000);
-    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 60_000 });
+    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 120_000 });
     await screenshot(page, 'send-2b-transferring');
     await page.click('#cancel');
     await waitState(page, 'failed').catch(() => {});
@@ -473,7 +473,7 @@ test('ferry receive is interrupted (Ctrl-C) mid-transfer: the sending page says 
     const out = tempDir('receiver-interrupted');
     receiver = ferry(['receive', ticket, '--out', out, '--yes']);
     await waitState(page, 'transferring', 60_000);
-    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 60_000 });
+    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 120_000 });
     receiver.child.kill('SIGINT');
     const result = await receiver.exited;
     assert.equal(result.code, 130, result.stderr);
@@ -567,7 +567,7 @@ test('the page fits a phone-sized screen: start, share and offer views without s
     const offer = await b.context.newPage();
     await offer.setViewportSize({ width: 360, height: 740 });
     await offer.goto(link);
-    await offer.waitForSelector('#save-download:visible', { timeout: 60_000 });
+    await offer.waitForSelector('#save-download:visible', { timeout: 120_000 });
     assert.deepEqual(await fits(offer), { overflow: 0, outside: [] }, 'offer view');
     await screenshot(offer, 'phone-3-offer');
   } finally {
