@@ -72,6 +72,7 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
     let mut core = Receiver::with_lanes(Capabilities {
         lanes: lanes::wanted(),
         max_datagram: link.max_datagram(),
+        window: crate::transport::INBOX_BYTES as u32,
     });
     let result = pump(&mut core, link, &mut signal, &mut ctx, &cancel).await;
     signal.close().await;

@@ -109,6 +109,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         let caps = Capabilities {
             lanes: lanes::wanted(),
             max_datagram: link.max_datagram(),
+            window: crate::transport::INBOX_BYTES as u32,
         };
         let mut core = Sender::with_lanes(manifest.clone(), DEFAULT_WINDOW, caps);
         progress.start(manifest.total_bytes(), 0, path.as_str());

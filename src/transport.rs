@@ -36,11 +36,12 @@ const UDP_BUFFER: usize = 4 << 20;
 /// Per-channel send buffer: `send` waits while this much is unacknowledged.
 const SEND_BUFFER_LIMIT: usize = 1 << 20;
 /// Bytes queued from a link's channels to the session (each message counts
-/// [`MESSAGE_OVERHEAD`] more). See [`Inbox`] for why bytes, not messages.
-const INBOX_BYTES: usize = 4 << 20;
-/// What a message costs in the inbox beside its bytes, so that a flood of
-/// empty messages is bounded too.
-const MESSAGE_OVERHEAD: usize = 64;
+/// [`MESSAGE_COST`] more, so that a flood of empty messages is bounded too).
+/// See [`Inbox`] for why bytes, not messages. It is also the flow-control
+/// window each side offers in its hello, so a peer that obeys credits never
+/// fills it.
+pub const INBOX_BYTES: usize = 4 << 20;
+const MESSAGE_COST: usize = crate::proto::wire::MESSAGE_COST as usize;
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default)]
@@ -96,7 +97,7 @@ impl Incoming {
     fn cost(&self) -> usize {
         match self {
             Incoming::Control(m) | Incoming::Data(_, m) => {
-                (m.len() + MESSAGE_OVERHEAD).min(INBOX_BYTES)
+                (m.len() + MESSAGE_COST).min(INBOX_BYTES)
             }
             Incoming::Lost(_) => 0,
         }

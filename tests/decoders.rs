@@ -101,7 +101,7 @@ proptest! {
     #[test]
     fn receiver_survives_arbitrary_data(msgs in prop::collection::vec(arb_message(), 0..40)) {
         let mut r = Receiver::new();
-        r.handle_control(Control::Hello { protocol: 1, software: "prop".into(), lanes: 0, max_datagram: 0 });
+        r.handle_control(Control::Hello { protocol: 1, software: "prop".into(), lanes: 0, max_datagram: 0, window: 0 });
         let m = Manifest { block_size: 16 * 1024, entries: vec![
             Entry { path: "a".into(), kind: EntryKind::File, size: Some(40_000), mode: 0 },
             Entry { path: "s".into(), kind: EntryKind::File, size: None, mode: 0 },
@@ -407,7 +407,9 @@ fn write_fuzz_seeds() {
             software: "ferry 0.1.0".into(),
             lanes: 2,
             max_datagram: 65_000,
+            window: 4 << 20,
         },
+        Control::Credit { consumed: 1 << 40 },
         Control::Lane {
             lane: 1,
             sdp: "v=0\r\n".into(),

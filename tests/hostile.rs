@@ -56,6 +56,7 @@ fn liar_hello() -> Control {
         software: "liar/1".into(),
         lanes: 0,
         max_datagram: 0,
+        window: 0,
     }
 }
 

@@ -42,6 +42,23 @@ pub enum ProtoError {
 }
 
 impl DataItem {
+    /// What [`DataItem::messages`] cost in flow control: each message's
+    /// length plus [`wire::MESSAGE_COST`].
+    pub fn cost(&self) -> u64 {
+        match self {
+            DataItem::Block { data, .. } => {
+                let chunks = data.len().div_ceil(wire::DATA_PAYLOAD) as u64;
+                wire::BLOCK_HEADER_LEN as u64
+                    + wire::MESSAGE_COST
+                    + data.len() as u64
+                    + chunks * (1 + wire::MESSAGE_COST)
+            }
+            DataItem::FileEnd { file, size, root } => {
+                wire::encode_file_end(*file, *size, root).len() as u64 + wire::MESSAGE_COST
+            }
+        }
+    }
+
     /// The data-channel messages for this item, in order, each at most
     /// [`wire::MAX_MESSAGE`] bytes.
     pub fn messages(&self) -> Vec<BytesMut> {

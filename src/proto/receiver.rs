@@ -13,7 +13,8 @@ use super::manifest::{
 };
 use super::sender::{control_name, hello};
 use super::wire::{
-    cv_to_hex, Capabilities, Control, Frame, HaveBlock, HaveFile, MAX_LANES, PROTOCOL_VERSION,
+    cv_to_hex, Capabilities, Control, Frame, HaveBlock, HaveFile, MAX_LANES, MESSAGE_COST,
+    PROTOCOL_VERSION,
 };
 use super::ProtoError;
 
@@ -115,6 +116,12 @@ pub struct Receiver {
     lanes: u32,
     /// What the sender's hello said it can do.
     peer: Capabilities,
+    /// Our flow-control window (0: none), and how often to credit.
+    window: u32,
+    credit_every: u64,
+    /// Cost of the data messages consumed, and of those credited.
+    consumed: u64,
+    credited: u64,
     bad_blocks: HashMap<(u32, u64), u32>,
     actions: VecDeque<ReceiverAction>,
     unfinished: usize,
@@ -149,6 +156,10 @@ impl Receiver {
             assembling: vec![None],
             lanes,
             peer: Capabilities::default(),
+            window: caps.window,
+            credit_every: 0,
+            consumed: 0,
+            credited: 0,
             bad_blocks: HashMap::new(),
             actions,
             unfinished: 0,
@@ -175,6 +186,7 @@ impl Receiver {
                     protocol,
                     lanes,
                     max_datagram,
+                    window,
                     ..
                 },
                 Phase::AwaitHello,
@@ -185,7 +197,13 @@ impl Receiver {
                 self.peer = Capabilities {
                     lanes,
                     max_datagram,
+                    window,
                 };
+                // Credits only go to a sender that said it obeys them; an
+                // eighth of the window at a time keeps it busy.
+                if window > 0 && self.window > 0 {
+                    self.credit_every = (u64::from(self.window) / 8).max(1);
+                }
                 self.assembling = (0..=self.lanes.min(lanes)).map(|_| None).collect();
                 self.phase = Phase::AwaitManifest;
             }
@@ -353,6 +371,22 @@ impl Receiver {
 
     /// A message from the data channel of lane `lane` (0: the main connection).
     pub fn handle_lane_data(&mut self, lane: u32, msg: &[u8]) {
+        self.consumed += msg.len() as u64 + MESSAGE_COST;
+        self.take_data(lane, msg);
+        // After this message's writes, so that credit follows the disk.
+        if self.credit_every > 0
+            && self.phase == Phase::Receiving
+            && self.consumed - self.credited >= self.credit_every
+        {
+            self.credited = self.consumed;
+            let credit = Control::Credit {
+                consumed: self.consumed,
+            };
+            self.actions.push_back(ReceiverAction::SendControl(credit));
+        }
+    }
+
+    fn take_data(&mut self, lane: u32, msg: &[u8]) {
         if lane as usize >= self.assembling.len() {
             return self.fail(ProtoError::Protocol(format!(
                 "data on lane {lane}, which was never agreed"

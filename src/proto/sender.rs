@@ -132,6 +132,11 @@ pub struct Sender {
     lanes: u32,
     /// What the receiver's hello said it can do.
     peer: Capabilities,
+    /// Whether our hello offered flow control (see `Control::Credit`).
+    obeys_credit: bool,
+    /// Cost of the data items handed out, and of those the receiver credited.
+    sent_cost: u64,
+    credited: u64,
     pub stats: SenderStats,
 }
 
@@ -173,6 +178,9 @@ impl Sender {
             stream_read_busy: false,
             lanes: caps.lanes.min(MAX_LANES),
             peer: Capabilities::default(),
+            obeys_credit: caps.window > 0,
+            sent_cost: 0,
+            credited: 0,
             stats: SenderStats::default(),
         };
         let hello = hello(Capabilities {
@@ -201,15 +209,29 @@ impl Sender {
 
     /// The next item for the data channel, when the driver has room for it.
     pub fn poll_data(&mut self) -> Option<DataItem> {
+        if !self.window_open() {
+            return None;
+        }
         let item = self.ready.pop_front();
-        if item.is_some() {
+        if let Some(item) = &item {
+            self.sent_cost += item.cost();
             self.schedule_reads();
         }
         item
     }
 
+    /// Whether [`Sender::poll_data`] has an item now: one is ready, and the
+    /// receiver's window (when both hellos agreed on flow control) has room.
     pub fn has_data(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() && self.window_open()
+    }
+
+    fn window_open(&self) -> bool {
+        !self.flow_control() || self.sent_cost - self.credited < u64::from(self.peer.window)
+    }
+
+    fn flow_control(&self) -> bool {
+        self.obeys_credit && self.peer.window > 0
     }
 
     pub fn handle_control(&mut self, msg: Control) {
@@ -222,6 +244,7 @@ impl Sender {
                     protocol,
                     lanes,
                     max_datagram,
+                    window,
                     ..
                 },
                 Phase::AwaitHello,
@@ -232,6 +255,7 @@ impl Sender {
                 self.peer = Capabilities {
                     lanes,
                     max_datagram,
+                    window,
                 };
                 self.phase = Phase::AwaitAccept;
                 let lanes = self.lanes.min(lanes);
@@ -250,6 +274,16 @@ impl Sender {
                 self.schedule_reads();
             }
             (Control::Resend { file, block }, Phase::Sending) => self.resend(file, block),
+            (Control::Credit { consumed }, Phase::Sending) if self.flow_control() => {
+                if consumed < self.credited || consumed > self.sent_cost {
+                    let what = format!(
+                        "a credit for {consumed} where {} was credited and {} sent",
+                        self.credited, self.sent_cost
+                    );
+                    return self.fail(ProtoError::Protocol(what));
+                }
+                self.credited = consumed;
+            }
             (Control::Done, Phase::Sending) => {
                 if self.all_ended() {
                     self.phase = Phase::Done;
@@ -539,6 +573,7 @@ pub(super) fn hello(caps: Capabilities) -> Control {
         software: concat!("ferry/", env!("CARGO_PKG_VERSION")).into(),
         lanes: caps.lanes,
         max_datagram: caps.max_datagram,
+        window: caps.window,
     }
 }
 
@@ -549,6 +584,7 @@ pub(super) fn control_name(msg: &Control) -> &'static str {
         Control::Accept { .. } => "accept",
         Control::Resend { .. } => "resend",
         Control::Done => "done",
+        Control::Credit { .. } => "credit",
         Control::Cancel { .. } => "cancel",
         Control::Lane { .. } => "lane",
     }

@@ -34,6 +34,8 @@ struct Faults {
     inject: Vec<Vec<u8>>,
     /// Lanes each side offers in its hello (sender, receiver).
     lanes: (u32, u32),
+    /// Flow-control windows in the hellos (sender, receiver).
+    window: (u32, u32),
 }
 
 fn file(path: &str, size: u64) -> Entry {
@@ -58,8 +60,13 @@ fn transfer(
     faults: Faults,
 ) -> Outcome {
     let offered = faults.manifest.clone().unwrap_or_else(|| manifest.clone());
-    let mut sender = Sender::with_lanes(manifest, 4, Capabilities::lanes(faults.lanes.0));
-    let mut receiver = Receiver::with_lanes(Capabilities::lanes(faults.lanes.1));
+    let caps = |lanes, window| Capabilities {
+        lanes,
+        window,
+        ..Capabilities::default()
+    };
+    let mut sender = Sender::with_lanes(manifest, 4, caps(faults.lanes.0, faults.window.0));
+    let mut receiver = Receiver::with_lanes(caps(faults.lanes.1, faults.window.1));
     let mut disk: HashMap<u32, Vec<u8>> = have_disk.clone();
     let mut out = Outcome {
         sender: Ok(()),
@@ -482,13 +489,15 @@ fn data_on_a_lane_never_agreed_is_refused() {
         software: "test".into(),
         lanes: 1,
         max_datagram: 9000,
+        window: 0,
     });
     assert!(receiver.lane_allowed(1) && !receiver.lane_allowed(2));
     assert_eq!(
         receiver.peer(),
         Capabilities {
             lanes: 1,
-            max_datagram: 9000
+            max_datagram: 9000,
+            window: 0,
         }
     );
     receiver.handle_lane_data(2, &[2, 0]);
@@ -505,6 +514,7 @@ fn accepting(entries: Vec<Entry>) -> Receiver {
         software: "test".into(),
         lanes: 0,
         max_datagram: 0,
+        window: 0,
     });
     receiver.handle_control(Control::Manifest {
         block_size: BS,
@@ -579,6 +589,7 @@ fn manifest_parts_piling_up_past_the_paths_limit_are_refused() {
         software: "test".into(),
         lanes: 0,
         max_datagram: 0,
+        window: 0,
     });
     // Parts of 16 entries with 4000-byte paths (about 64 KiB each), never ending.
     let name = "n".repeat(200);
@@ -631,11 +642,13 @@ fn hellos_carry_each_sides_capabilities() {
         Capabilities {
             lanes: 3,
             max_datagram: 96_000,
+            window: 0,
         },
     );
     let mut receiver = Receiver::with_lanes(Capabilities {
         lanes: 1,
         max_datagram: 2_000,
+        window: 0,
     });
     let hello_of = |action: Option<ControlOrOther>| match action {
         Some(ControlOrOther::Control(msg @ Control::Hello { .. })) => msg,
@@ -652,14 +665,16 @@ fn hellos_carry_each_sides_capabilities() {
         receiver.peer(),
         Capabilities {
             lanes: 3,
-            max_datagram: 96_000
+            max_datagram: 96_000,
+            window: 0,
         }
     );
     assert_eq!(
         sender.peer(),
         Capabilities {
             lanes: 1,
-            max_datagram: 2_000
+            max_datagram: 2_000,
+            window: 0,
         }
     );
     // The agreed lane count is the smaller offer.
@@ -709,6 +724,7 @@ fn first_reads(files: usize, size: u64) -> usize {
         software: "test".into(),
         lanes: 0,
         max_datagram: 0,
+        window: 0,
     });
     sender.handle_control(Control::Accept { have: vec![] });
     std::iter::from_fn(|| sender.poll_action())
@@ -724,4 +740,160 @@ fn the_read_window_counts_bytes_and_caps_reads() {
     assert_eq!(first_reads(1000, 100), sender::MAX_READS);
     // 64 KiB of 5000-byte files: reads go on until the bytes reach it.
     assert_eq!(first_reads(100, 5000), 14);
+}
+
+#[test]
+fn flow_control_bounds_what_is_unconsumed_and_never_stalls() {
+    let sources = vec![
+        data(5 * BS as usize + 7, 5),
+        data(100, 6),
+        data(2 * BS as usize, 7),
+    ];
+    let m = manifest(
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, d)| file(&format!("f{i}"), d.len() as u64))
+            .collect(),
+    );
+    // Windows far smaller than a block, one block, and on one side only.
+    for window in [(1, 1), (1, 2 * BS as u32), (1, 0), (0, 2 * BS as u32)] {
+        for lanes in [(0, 0), (2, 2)] {
+            let faults = Faults {
+                window,
+                lanes,
+                ..Default::default()
+            };
+            let out = transfer(m.clone(), sources.clone(), HashMap::new(), faults);
+            assert!(out.sender.is_ok(), "{window:?} {lanes:?}: {:?}", out.sender);
+            assert!(
+                out.receiver.is_ok(),
+                "{window:?} {lanes:?}: {:?}",
+                out.receiver
+            );
+            for (i, src) in sources.iter().enumerate() {
+                assert_eq!(out.files.get(&(i as u32)), Some(src), "file {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sender_stops_at_the_window_and_goes_on_with_credit() {
+    let sources = vec![data(8 * BS as usize, 8)];
+    let m = manifest(vec![file("a", sources[0].len() as u64)]);
+    let window = 3 * BS as u32;
+    let caps = Capabilities {
+        window,
+        ..Capabilities::default()
+    };
+    let mut sender = Sender::with_lanes(m, 16, caps);
+    while sender.poll_action().is_some() {}
+    sender.handle_control(Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes: 0,
+        max_datagram: 0,
+        window,
+    });
+    sender.handle_control(Control::Accept { have: vec![] });
+    // Serve every read, then take items until the window closes.
+    let mut sent = 0u64;
+    let mut largest = 0u64;
+    loop {
+        while let Some(action) = sender.poll_action() {
+            if let SenderAction::Read(req) = action {
+                let start = req.offset as usize;
+                let bytes = Bytes::copy_from_slice(&sources[0][start..start + req.len as usize]);
+                let cv = block_cv(req.offset, &bytes);
+                sender.block_read(&req, bytes, Some(cv), None);
+            }
+        }
+        let Some(item) = sender.poll_data() else {
+            break;
+        };
+        let cost: u64 = item
+            .messages()
+            .iter()
+            .map(|m| m.len() as u64 + wire::MESSAGE_COST)
+            .sum();
+        assert_eq!(cost, item.cost(), "DataItem::cost counts its messages");
+        sent += cost;
+        largest = largest.max(cost);
+    }
+    assert!(!sender.has_data());
+    assert!(
+        sent >= u64::from(window) && sent < u64::from(window) + largest,
+        "{sent}"
+    );
+    // A credit for more than was sent is a lie.
+    let mut liar = sender_clone_state(&sources[0], window);
+    liar.handle_control(Control::Credit { consumed: u64::MAX });
+    let failed = std::iter::from_fn(|| liar.poll_action())
+        .any(|a| matches!(a, SenderAction::Failed(ProtoError::Protocol(_))));
+    assert!(failed, "an impossible credit must fail the transfer");
+    // Credit for everything reopens the window.
+    sender.handle_control(Control::Credit { consumed: sent });
+    assert!(sender.has_data() || sender.poll_action().is_some());
+}
+
+/// A sender with `window` that has started sending `source` as file "a".
+fn sender_clone_state(source: &[u8], window: u32) -> Sender {
+    let m = manifest(vec![file("a", source.len() as u64)]);
+    let caps = Capabilities {
+        window,
+        ..Capabilities::default()
+    };
+    let mut sender = Sender::with_lanes(m, 4, caps);
+    while sender.poll_action().is_some() {}
+    sender.handle_control(Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes: 0,
+        max_datagram: 0,
+        window,
+    });
+    sender.handle_control(Control::Accept { have: vec![] });
+    while sender.poll_action().is_some() {}
+    sender
+}
+
+#[test]
+fn a_receiver_credits_only_a_sender_that_obeys() {
+    for (sender_window, credits) in [(1, true), (0, false)] {
+        let mut receiver = Receiver::with_lanes(Capabilities {
+            window: 8 * BS as u32,
+            ..Capabilities::default()
+        });
+        receiver.handle_control(Control::Hello {
+            protocol: wire::PROTOCOL_VERSION,
+            software: "test".into(),
+            lanes: 0,
+            max_datagram: 0,
+            window: sender_window,
+        });
+        let block = data(BS as usize, 9);
+        receiver.handle_control(Control::Manifest {
+            block_size: BS,
+            entries: vec![file("a", 4 * BS as u64)],
+            more: false,
+        });
+        let offer = std::iter::from_fn(|| receiver.poll_action()).find_map(|a| match a {
+            ReceiverAction::Offer(m) => Some(m),
+            _ => None,
+        });
+        receiver.accept(offer.expect("an offer"), Vec::new());
+        while receiver.poll_action().is_some() {}
+        let mut sent_credit = false;
+        for b in 0..4u64 {
+            let header = wire::encode_block_header(0, b, BS, &block_cv(b * u64::from(BS), &block));
+            receiver.handle_data(&header);
+            let mut msg = vec![wire::DATA_PREFIX];
+            msg.extend_from_slice(&block);
+            receiver.handle_data(&msg);
+            sent_credit |= std::iter::from_fn(|| receiver.poll_action())
+                .any(|a| matches!(a, ReceiverAction::SendControl(Control::Credit { .. })));
+        }
+        assert_eq!(sent_credit, credits, "sender window {sender_window}");
+    }
 }

@@ -16,6 +16,9 @@ pub const MAX_MESSAGE: usize = 65535;
 /// Largest control message accepted. Senders keep manifest parts under
 /// [`MANIFEST_PART`], well inside the 64 KiB SCTP message limit.
 pub const MAX_CONTROL_MESSAGE: usize = MAX_MESSAGE;
+/// What one data message costs in flow control beside its length, so that
+/// many small messages count for what they cost to queue.
+pub const MESSAGE_COST: u64 = 64;
 /// Target size of one manifest part, in bytes of JSON.
 pub const MANIFEST_PART: usize = 48 * 1024;
 
@@ -35,6 +38,11 @@ pub enum Control {
         /// on one machine use large SCTP packets (see `lanes::sctp_mtu`).
         #[serde(default, skip_serializing_if = "is_zero")]
         max_datagram: u32,
+        /// Flow control (see `credit`): as receiver, the most data this side
+        /// lets the sender have unconsumed, in message cost; as sender, any
+        /// non-zero value says it obeys credits. 0 (or absent): none.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        window: u32,
     },
     /// Sender -> receiver: the SDP offer of lane `lane` (1..=lanes); receiver
     /// -> sender: its answer. Only after both hellos offered lanes.
@@ -57,6 +65,11 @@ pub enum Control {
     Resend { file: u32, block: u64 },
     /// Receiver -> sender: every file is verified and in place.
     Done,
+    /// Receiver -> sender, when both hellos gave a `window`: the cost of the
+    /// data messages it has consumed so far (each message's length plus
+    /// [`MESSAGE_COST`]). The sender keeps what it sent minus this below the
+    /// receiver's window.
+    Credit { consumed: u64 },
     /// Either side: stop, with a reason a person can read.
     Cancel { reason: String },
 }
@@ -68,6 +81,8 @@ pub struct Capabilities {
     pub lanes: u32,
     /// Largest UDP datagram this side receives whole, in bytes; 0 if unknown.
     pub max_datagram: u32,
+    /// Flow-control window in message cost (see [`Control::Credit`]); 0: none.
+    pub window: u32,
 }
 
 impl Capabilities {
@@ -75,7 +90,7 @@ impl Capabilities {
     pub fn lanes(lanes: u32) -> Capabilities {
         Capabilities {
             lanes,
-            max_datagram: 0,
+            ..Capabilities::default()
         }
     }
 }
