@@ -757,7 +757,7 @@ fn flow_control_bounds_what_is_unconsumed_and_never_stalls() {
             .collect(),
     );
     // Windows far smaller than a block, one block, and on one side only.
-    for window in [(1, 1), (1, 2 * BS as u32), (1, 0), (0, 2 * BS as u32)] {
+    for window in [(1, 1), (1, 2 * BS), (1, 0), (0, 2 * BS)] {
         for lanes in [(0, 0), (2, 2)] {
             let faults = Faults {
                 window,
@@ -782,7 +782,7 @@ fn flow_control_bounds_what_is_unconsumed_and_never_stalls() {
 fn a_sender_stops_at_the_window_and_goes_on_with_credit() {
     let sources = vec![data(8 * BS as usize, 8)];
     let m = manifest(vec![file("a", sources[0].len() as u64)]);
-    let window = 3 * BS as u32;
+    let window = 3 * BS;
     let caps = Capabilities {
         window,
         ..Capabilities::default()
@@ -862,7 +862,7 @@ fn sender_clone_state(source: &[u8], window: u32) -> Sender {
 fn a_receiver_credits_only_a_sender_that_obeys() {
     for (sender_window, credits) in [(1, true), (0, false)] {
         let mut receiver = Receiver::with_lanes(Capabilities {
-            window: 8 * BS as u32,
+            window: 8 * BS,
             ..Capabilities::default()
         });
         receiver.handle_control(Control::Hello {
