@@ -780,7 +780,7 @@ fn flow_control_bounds_what_is_unconsumed_and_never_stalls() {
 
 #[test]
 fn a_sender_stops_at_the_window_and_goes_on_with_credit() {
-    let sources = vec![data(8 * BS as usize, 8)];
+    let sources = [data(8 * BS as usize, 8)];
     let m = manifest(vec![file("a", sources[0].len() as u64)]);
     let window = 3 * BS;
     let caps = Capabilities {
