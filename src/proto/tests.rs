@@ -235,6 +235,17 @@ fn transfer(
     out
 }
 
+/// A manifest of files `f0`, `f1`, ... with the sizes of `sources`.
+fn numbered_files(sources: &[Vec<u8>]) -> Manifest {
+    manifest(
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, d)| file(&format!("f{i}"), d.len() as u64))
+            .collect(),
+    )
+}
+
 fn manifest(entries: Vec<Entry>) -> Manifest {
     Manifest {
         block_size: BS,
@@ -443,13 +454,7 @@ fn lanes_carry_blocks_interleaved_and_files_end_before_their_blocks() {
         Vec::new(),
         data(BS as usize / 2, 3),
     ];
-    let m = manifest(
-        sources
-            .iter()
-            .enumerate()
-            .map(|(i, d)| file(&format!("f{i}"), d.len() as u64))
-            .collect(),
-    );
+    let m = numbered_files(&sources);
     let faults = Faults {
         lanes: (3, 2),
         ..Default::default()
@@ -508,13 +513,18 @@ fn data_on_a_lane_never_agreed_is_refused() {
 
 /// A receiver that accepted `entries`, ready for data.
 fn accepting(entries: Vec<Entry>) -> Receiver {
-    let mut receiver = Receiver::new();
+    accepting_with(Capabilities::default(), 0, entries)
+}
+
+/// The same for a receiver offering `caps`, whose sender's hello gave `sender_window`.
+fn accepting_with(caps: Capabilities, sender_window: u32, entries: Vec<Entry>) -> Receiver {
+    let mut receiver = Receiver::with_lanes(caps);
     receiver.handle_control(Control::Hello {
         protocol: wire::PROTOCOL_VERSION,
         software: "test".into(),
         lanes: 0,
         max_datagram: 0,
-        window: 0,
+        window: sender_window,
     });
     receiver.handle_control(Control::Manifest {
         block_size: BS,
@@ -717,16 +727,7 @@ fn first_reads(files: usize, size: u64) -> usize {
             })
             .collect(),
     };
-    let mut sender = Sender::new(manifest, 4);
-    while sender.poll_action().is_some() {}
-    sender.handle_control(Control::Hello {
-        protocol: wire::PROTOCOL_VERSION,
-        software: "test".into(),
-        lanes: 0,
-        max_datagram: 0,
-        window: 0,
-    });
-    sender.handle_control(Control::Accept { have: vec![] });
+    let mut sender = accepted_sender(manifest, 4, 0);
     std::iter::from_fn(|| sender.poll_action())
         .filter(|a| matches!(a, SenderAction::Read(_)))
         .count()
@@ -749,13 +750,7 @@ fn flow_control_bounds_what_is_unconsumed_and_never_stalls() {
         data(100, 6),
         data(2 * BS as usize, 7),
     ];
-    let m = manifest(
-        sources
-            .iter()
-            .enumerate()
-            .map(|(i, d)| file(&format!("f{i}"), d.len() as u64))
-            .collect(),
-    );
+    let m = numbered_files(&sources);
     // Windows far smaller than a block, one block, and on one side only.
     for window in [(1, 1), (1, 2 * BS), (1, 0), (0, 2 * BS)] {
         for lanes in [(0, 0), (2, 2)] {
@@ -781,22 +776,8 @@ fn flow_control_bounds_what_is_unconsumed_and_never_stalls() {
 #[test]
 fn a_sender_stops_at_the_window_and_goes_on_with_credit() {
     let sources = [data(8 * BS as usize, 8)];
-    let m = manifest(vec![file("a", sources[0].len() as u64)]);
     let window = 3 * BS;
-    let caps = Capabilities {
-        window,
-        ..Capabilities::default()
-    };
-    let mut sender = Sender::with_lanes(m, 16, caps);
-    while sender.poll_action().is_some() {}
-    sender.handle_control(Control::Hello {
-        protocol: wire::PROTOCOL_VERSION,
-        software: "test".into(),
-        lanes: 0,
-        max_datagram: 0,
-        window,
-    });
-    sender.handle_control(Control::Accept { have: vec![] });
+    let mut sender = sending_with_window(&sources[0], window, 16);
     // Serve every read, then take items until the window closes.
     let mut sent = 0u64;
     let mut largest = 0u64;
@@ -827,7 +808,8 @@ fn a_sender_stops_at_the_window_and_goes_on_with_credit() {
         "{sent}"
     );
     // A credit for more than was sent is a lie.
-    let mut liar = sender_clone_state(&sources[0], window);
+    let mut liar = sending_with_window(&sources[0], window, 4);
+    while liar.poll_action().is_some() {}
     liar.handle_control(Control::Credit { consumed: u64::MAX });
     let failed = std::iter::from_fn(|| liar.poll_action())
         .any(|a| matches!(a, SenderAction::Failed(ProtoError::Protocol(_))));
@@ -837,14 +819,20 @@ fn a_sender_stops_at_the_window_and_goes_on_with_credit() {
     assert!(sender.has_data() || sender.poll_action().is_some());
 }
 
-/// A sender with `window` that has started sending `source` as file "a".
-fn sender_clone_state(source: &[u8], window: u32) -> Sender {
+/// A sender of `source` as file "a", both hellos with `window`, just
+/// accepted: its first reads (up to `read_window` blocks) are pending.
+fn sending_with_window(source: &[u8], window: u32, read_window: usize) -> Sender {
     let m = manifest(vec![file("a", source.len() as u64)]);
+    accepted_sender(m, read_window, window)
+}
+
+/// A sender of `m` whose offer was just accepted, both hellos with `window`.
+fn accepted_sender(m: Manifest, read_window: usize, window: u32) -> Sender {
     let caps = Capabilities {
         window,
         ..Capabilities::default()
     };
-    let mut sender = Sender::with_lanes(m, 4, caps);
+    let mut sender = Sender::with_lanes(m, read_window, caps);
     while sender.poll_action().is_some() {}
     sender.handle_control(Control::Hello {
         protocol: wire::PROTOCOL_VERSION,
@@ -854,43 +842,21 @@ fn sender_clone_state(source: &[u8], window: u32) -> Sender {
         window,
     });
     sender.handle_control(Control::Accept { have: vec![] });
-    while sender.poll_action().is_some() {}
     sender
 }
 
 #[test]
 fn a_receiver_credits_only_a_sender_that_obeys() {
     for (sender_window, credits) in [(1, true), (0, false)] {
-        let mut receiver = Receiver::with_lanes(Capabilities {
+        let caps = Capabilities {
             window: 8 * BS,
             ..Capabilities::default()
-        });
-        receiver.handle_control(Control::Hello {
-            protocol: wire::PROTOCOL_VERSION,
-            software: "test".into(),
-            lanes: 0,
-            max_datagram: 0,
-            window: sender_window,
-        });
+        };
+        let mut receiver = accepting_with(caps, sender_window, vec![file("a", 4 * BS as u64)]);
         let block = data(BS as usize, 9);
-        receiver.handle_control(Control::Manifest {
-            block_size: BS,
-            entries: vec![file("a", 4 * BS as u64)],
-            more: false,
-        });
-        let offer = std::iter::from_fn(|| receiver.poll_action()).find_map(|a| match a {
-            ReceiverAction::Offer(m) => Some(m),
-            _ => None,
-        });
-        receiver.accept(offer.expect("an offer"), Vec::new());
-        while receiver.poll_action().is_some() {}
         let mut sent_credit = false;
         for b in 0..4u64 {
-            let header = wire::encode_block_header(0, b, BS, &block_cv(b * u64::from(BS), &block));
-            receiver.handle_data(&header);
-            let mut msg = vec![wire::DATA_PREFIX];
-            msg.extend_from_slice(&block);
-            receiver.handle_data(&msg);
+            send_block(&mut receiver, b, &block);
             sent_credit |= std::iter::from_fn(|| receiver.poll_action())
                 .any(|a| matches!(a, ReceiverAction::SendControl(Control::Credit { .. })));
         }
