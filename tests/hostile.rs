@@ -212,6 +212,26 @@ async fn offer_hostile_path(path: &str) -> (Output, tempfile::TempDir) {
     (output, base)
 }
 
+/// `what` failed the way a hostile peer must: exit 1, `why` on stderr, no panic.
+fn assert_failed_cleanly(what: &str, why: &str, output: &Output) {
+    assert_eq!(output.status.code(), Some(1), "{what}: {}", output.stderr);
+    assert!(output.stderr.contains(why), "{what}: {}", output.stderr);
+    assert!(
+        !output.stderr.contains("panicked"),
+        "{what}: {}",
+        output.stderr
+    );
+}
+
+/// The same, and the receiver told the peer `why` in its cancel.
+fn assert_refused(what: &str, why: &str, verdict: &Option<Control>, output: &Output) {
+    assert!(
+        matches!(verdict, Some(Control::Cancel { reason }) if reason.contains(why)),
+        "{what}: {verdict:?}"
+    );
+    assert_failed_cleanly(what, why, output);
+}
+
 /// Nothing lies outside `out`, and nothing inside looks complete: only
 /// hidden partial files and their state logs may be left (for resuming).
 fn assert_nothing_complete(base: &Path) {
@@ -284,17 +304,7 @@ async fn overlong_duplicate_and_case_clashing_offers_are_refused() {
         let base = tempdir();
         let first = entries[0].path.chars().take(40).collect::<String>();
         let (verdict, output) = offer_hostile(entries, &[], base.path()).await;
-        assert!(
-            matches!(&verdict, Some(Control::Cancel { reason }) if reason.contains(why)),
-            "{first:?}: {verdict:?}"
-        );
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{first:?}: {}",
-            output.stderr
-        );
-        assert!(output.stderr.contains(why), "{first:?}: {}", output.stderr);
+        assert_refused(&format!("{first:?}"), why, &verdict, &output);
         assert_eq!(tree(base.path()), vec!["out/".to_string()], "{first:?}");
     }
 }
@@ -522,17 +532,7 @@ async fn lies_in_the_data_stream_are_refused_and_nothing_is_placed() {
         }
         let verdict = liar.next_control().await;
         let output = liar.finish().await;
-        assert!(
-            matches!(&verdict, Some(Control::Cancel { reason }) if reason.contains(why)),
-            "{what}: {verdict:?}"
-        );
-        assert_eq!(output.status.code(), Some(1), "{what}: {}", output.stderr);
-        assert!(output.stderr.contains(why), "{what}: {}", output.stderr);
-        assert!(
-            !output.stderr.contains("panicked"),
-            "{what}: {}",
-            output.stderr
-        );
+        assert_refused(what, why, &verdict, &output);
         assert!(!out.join("x").exists(), "{what}: a complete-looking file");
         assert_nothing_complete(base.path());
     }
@@ -645,17 +645,7 @@ async fn control_floods_at_the_receiver_fail_clearly() {
         }
         let verdict = liar.next_control().await;
         let output = liar.finish().await;
-        assert!(
-            matches!(&verdict, Some(Control::Cancel { reason }) if reason.contains(why)),
-            "{what}: {verdict:?}"
-        );
-        assert_eq!(output.status.code(), Some(1), "{what}: {}", output.stderr);
-        assert!(output.stderr.contains(why), "{what}: {}", output.stderr);
-        assert!(
-            !output.stderr.contains("panicked"),
-            "{what}: {}",
-            output.stderr
-        );
+        assert_refused(what, why, &verdict, &output);
         assert_eq!(tree(base.path()), vec!["out/".to_string()], "{what}");
     }
 }
@@ -711,13 +701,7 @@ async fn control_floods_at_the_sender_fail_clearly() {
             }
         }
         let output = liar.finish().await;
-        assert_eq!(output.status.code(), Some(1), "{what}: {}", output.stderr);
-        assert!(output.stderr.contains(why), "{what}: {}", output.stderr);
-        assert!(
-            !output.stderr.contains("panicked"),
-            "{what}: {}",
-            output.stderr
-        );
+        assert_failed_cleanly(what, why, &output);
     }
 }
 
