@@ -36,6 +36,16 @@ pub const SAME_HOST_SCTP_MTU: u32 = 16_000;
 /// DTLS record header, explicit nonce and tag, with room to spare.
 const DTLS_OVERHEAD: u32 = 64;
 
+/// [`sctp_mtu`] for lanes beside `link`, to a peer whose hello gave
+/// `peer_max_datagram`.
+pub async fn sctp_mtu_for(link: &Link, peer_max_datagram: u32) -> Option<u32> {
+    sctp_mtu(
+        link.same_host().await,
+        link.max_datagram(),
+        peer_max_datagram,
+    )
+}
+
 /// The SCTP packet size for a lane: [`SAME_HOST_SCTP_MTU`] when the main
 /// connection's path stays on this machine and both sides receive datagrams
 /// that large whole (each hello says how large); otherwise `None`, webrtc's

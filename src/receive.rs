@@ -16,9 +16,7 @@ use crate::files::{self, FilesError, PartFile};
 use crate::lanes::{self, LaneEvent, Lanes};
 use crate::progress::{Progress, Summary};
 use crate::proto::hash::Cv;
-use crate::proto::{
-    Capabilities, Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction,
-};
+use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
 use crate::resume::{self, StateLog};
 use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
 use crate::signal::SignalClient;
@@ -69,11 +67,7 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         locked: HashSet::new(),
         path: path.as_str().into(),
     };
-    let mut core = Receiver::with_lanes(Capabilities {
-        lanes: lanes::wanted(),
-        max_datagram: link.max_datagram(),
-        window: crate::transport::INBOX_BYTES as u32,
-    });
+    let mut core = Receiver::with_lanes(session::capabilities(&link));
     let result = pump(&mut core, link, &mut signal, &mut ctx, &cancel).await;
     signal.close().await;
     if let Err(e) = result {
@@ -289,11 +283,7 @@ async fn pump(
             msg = link.recv() => match msg {
                 Incoming::Control(bytes) => match Control::decode(&bytes) {
                     Ok(Control::Lane { lane, sdp }) => {
-                        let mtu = lanes::sctp_mtu(
-                            link.same_host().await,
-                            link.max_datagram(),
-                            core.peer().max_datagram,
-                        );
+                        let mtu = lanes::sctp_mtu_for(&link, core.peer().max_datagram).await;
                         if !(core.lane_allowed(lane) && lanes.answer(&link, lane, mtu, sdp)) {
                             core.abort(ProtoError::Protocol(format!("an offer for lane {lane}, which was not agreed")));
                         }

@@ -19,8 +19,7 @@ use crate::proto::hash::{block_cv, single_block_root, Cv};
 use crate::proto::manifest::{validate_path, DEFAULT_BLOCK_SIZE};
 use crate::proto::sender::DEFAULT_WINDOW;
 use crate::proto::{
-    Capabilities, Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender,
-    SenderAction,
+    Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
 };
 use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
 use crate::signal::SignalClient;
@@ -106,11 +105,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         let path = link.path().await;
         started.get_or_insert_with(Instant::now);
         progress.say(&format!("connected ({} path)", path.as_str()));
-        let caps = Capabilities {
-            lanes: lanes::wanted(),
-            max_datagram: link.max_datagram(),
-            window: crate::transport::INBOX_BYTES as u32,
-        };
+        let caps = session::capabilities(&link);
         let mut core = Sender::with_lanes(manifest.clone(), DEFAULT_WINDOW, caps);
         progress.start(manifest.total_bytes(), 0, path.as_str());
         let outcome = pump(
@@ -317,11 +312,7 @@ async fn pump(
                     }
                 },
                 SenderAction::OpenLanes(n) => {
-                    let mtu = lanes::sctp_mtu(
-                        link.same_host().await,
-                        link.max_datagram(),
-                        core.peer().max_datagram,
-                    );
+                    let mtu = lanes::sctp_mtu_for(&link, core.peer().max_datagram).await;
                     for lane in 1..=n {
                         lanes.offer(&link, lane, mtu);
                     }

@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Common;
+use crate::proto::Capabilities;
 use crate::signal::{Position, SignalClient, SignalError, SignalMessage};
 use crate::transport::{Drain, IceServer, Link, Transport, TransportConfig};
 
@@ -195,6 +196,17 @@ const LEFT_GRACE: Duration = Duration::from_millis(500);
 /// How much of what is queued for the peer is worth delivering, given how
 /// the transfer ended: everything after success, our cancel after a failure,
 /// nothing to a peer that is gone.
+/// What this side's hello offers, the same for sender and receiver: lanes,
+/// the datagrams its sockets take whole, and a flow-control window the size
+/// of the link's inbox.
+pub fn capabilities(link: &Link) -> Capabilities {
+    Capabilities {
+        lanes: crate::lanes::wanted(),
+        max_datagram: link.max_datagram(),
+        window: crate::transport::INBOX_BYTES as u32,
+    }
+}
+
 pub fn drain_for<T>(result: &Result<T>) -> Drain {
     match result {
         Ok(_) => Drain::All,
