@@ -16,6 +16,15 @@ export const MAX_ENTRIES = 1_000_000;
 export const MANIFEST_PART = 48 * 1024;
 /** A block failing verification more often than this fails the transfer. */
 export const MAX_BAD_BLOCKS = 3;
+/** Flow control (PROTOCOL §3): a data message costs its length plus this. */
+export const MESSAGE_COST = 64;
+/**
+ * The window this page offers as a receiver and promises to obey as a sender,
+ * in message cost: what a sender may have in flight before it hears a credit.
+ * A page holds every message it is handed, so this bounds its memory; eight
+ * 1 MiB blocks keep the hashing worker and the disk busy.
+ */
+export const WINDOW = 8 << 20;
 
 const KIND_BLOCK = 1;
 const KIND_DATA = 2;
@@ -193,8 +202,15 @@ export function decodeControl(text) {
   return msg;
 }
 
-export function hello() {
-  return { type: 'hello', protocol: PROTOCOL_VERSION, software: SOFTWARE };
+export function hello(window = WINDOW) {
+  return { type: 'hello', protocol: PROTOCOL_VERSION, software: SOFTWARE, window };
+}
+
+/** The `window` a peer's hello gives (0: none); ProtocolError unless it is a u32. */
+export function peerWindow(msg) {
+  const w = msg.window ?? 0;
+  if (!Number.isInteger(w) || w < 0 || w > 0xffff_ffff) throw new ProtocolError('malformed window in hello');
+  return w;
 }
 
 /** The error text for a peer's `cancel`: its reason is for humans, shown cut short and on one line. */

@@ -1,17 +1,23 @@
 // The receiving side of a transfer (PROTOCOL §3-§6), independent of the
 // page: it reads control and data messages, verifies every block against
 // its BLAKE3 chaining value before anything is written, checks each file's
-// root, and hands bytes in file order to a sink (sink.js).
+// root, and hands bytes in file order to a sink (sink.js). When the sender
+// obeys flow control, it credits what it has consumed, so the page holds at
+// most a window of data however slowly it hashes and writes.
 
 import { hash, rootFromBlockCvs, toHex } from './blake3.js';
 import {
+  BLOCK_HEADER_LEN,
   MAX_BAD_BLOCKS,
+  MESSAGE_COST,
   PROTOCOL_VERSION,
+  WINDOW,
   ProtocolError,
   blockCount,
   decodeControl,
   decodeFrame,
   hello,
+  peerWindow,
   stoppedBy,
   validateManifest,
 } from './protocol.js';
@@ -27,7 +33,8 @@ const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i
  * {type: 'failed', error, byPeer}.
  */
 export class Receiver {
-  constructor({ sendControl, hasher, onEvent }) {
+  /** `window`: the flow-control window offered (tests make it small). */
+  constructor({ sendControl, hasher, onEvent, window = WINDOW }) {
     this.sendControl = sendControl;
     this.hasher = hasher;
     this.onEvent = onEvent;
@@ -43,10 +50,13 @@ export class Receiver {
     this.cursor = 0; // index into this.order: the file being written
     this.order = [];
     this.stats = { received: 0, verified: 0, total: 0 };
+    // {consumed, told}: message cost consumed, and last credited, when both hellos gave a window.
+    this.flow = null;
+    this.window = window;
   }
 
   start() {
-    this.sendControl(hello());
+    this.sendControl(hello(this.window));
   }
 
   handleControl(text) {
@@ -60,6 +70,8 @@ export class Receiver {
         if (msg.protocol !== PROTOCOL_VERSION) {
           throw new ProtocolError(`the sender speaks protocol ${msg.protocol}, this page ${PROTOCOL_VERSION}; update one of them`);
         }
+        // Credit flows only when both hellos gave a window (PROTOCOL §3).
+        if (peerWindow(msg) > 0 && this.window > 0) this.flow = { consumed: 0, told: 0 };
         this.phase = 'manifest';
         return undefined;
       }
@@ -123,8 +135,8 @@ export class Receiver {
     try {
       const frame = decodeFrame(bytes);
       if (frame.kind === 'block') this.#startBlock(frame);
-      else if (frame.kind === 'data') this.#blockData(frame.bytes);
-      else this.#fileEnd(frame);
+      else if (frame.kind === 'data') this.#blockData(frame.bytes, bytes.length + MESSAGE_COST);
+      else this.#fileEnd(frame, bytes.length + MESSAGE_COST);
     } catch (e) {
       this.#fail(e);
     }
@@ -154,15 +166,17 @@ export class Receiver {
     if (block < f.nextBlock || this.pending.has(`${index}:${block}`)) {
       throw new ProtocolError(`block ${block} of ${f.entry.path} sent again though it was verified`);
     }
-    this.current = { f, block, offset, len, cv, buf: new Uint8Array(len), got: 0 };
+    // `cost`: of this block's messages, credited once the block is consumed.
+    this.current = { f, block, offset, len, cv, buf: new Uint8Array(len), got: 0, cost: BLOCK_HEADER_LEN + MESSAGE_COST };
   }
 
-  #blockData(bytes) {
+  #blockData(bytes, cost) {
     const c = this.current;
     if (!c) throw new ProtocolError('block data without a block header');
     if (bytes.length > c.len - c.got) throw new ProtocolError('more block data than the header announced');
     c.buf.set(bytes, c.got);
     c.got += bytes.length;
+    c.cost += cost;
     this.stats.received += bytes.length;
     if (c.got < c.len) return;
     this.current = null;
@@ -172,7 +186,7 @@ export class Receiver {
     this.#then(async () => this.#verified(c, await hashed));
   }
 
-  #fileEnd({ file: index, size, root }) {
+  #fileEnd({ file: index, size, root }, cost) {
     if (this.current) throw new ProtocolError('file end inside a block');
     const f = this.#file(index);
     if (f.end) throw new ProtocolError(`second file end for ${f.entry.path}`);
@@ -180,7 +194,10 @@ export class Receiver {
       throw new ProtocolError(`${f.entry.path} ended at ${size} bytes, not the size offered`);
     }
     f.end = { size, root };
-    this.#then(() => this.#pump());
+    this.#then(async () => {
+      await this.#pump();
+      this.#consumed(cost);
+    });
   }
 
   #then(step) {
@@ -198,6 +215,7 @@ export class Receiver {
         throw new ProtocolError(`block ${block} of ${f.entry.path} failed verification ${count} times; the sender's data is corrupt`);
       }
       this.sendControl({ type: 'resend', file: f.index, block });
+      this.#consumed(c.cost);
       return;
     }
     f.cvs[block] = cv;
@@ -207,6 +225,17 @@ export class Receiver {
     if (this.pendingBytes > MAX_PENDING_BYTES) throw new ProtocolError('the sender sent too much out of order');
     this.stats.verified += data.length;
     await this.#pump();
+    // Written, or held until a re-sent block lets it be (bounded above).
+    this.#consumed(c.cost);
+  }
+
+  /** Flow control: credit each eighth of the window as it is consumed (PROTOCOL §3). */
+  #consumed(cost) {
+    if (!this.flow || this.phase !== 'receiving') return;
+    this.flow.consumed += cost;
+    if (this.flow.consumed - this.flow.told < this.window / 8) return;
+    this.flow.told = this.flow.consumed;
+    this.sendControl({ type: 'credit', consumed: this.flow.consumed });
   }
 
   /** Write what can be written in order, and finish files that are complete. */

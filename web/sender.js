@@ -1,13 +1,15 @@
 // The sending side of a transfer (PROTOCOL §3-§6), independent of the page:
 // offers a list of files (Blob-like objects with a path), then reads, hashes
 // and sends their blocks in order, with the next blocks read and hashed while
-// the current one is on the wire.
+// the current one is on the wire. When the receiver offers a window, no
+// block starts while a window's worth of messages is uncredited.
 
 import { fromHex, hash, rootFromBlockCvs } from './blake3.js';
 import {
   DATA_PAYLOAD,
   DEFAULT_BLOCK_SIZE,
   MAX_BAD_BLOCKS,
+  MESSAGE_COST,
   PROTOCOL_VERSION,
   ProtocolError,
   blockCount,
@@ -16,6 +18,7 @@ import {
   encodeData,
   encodeFileEnd,
   hello,
+  peerWindow,
   stoppedBy,
   manifestParts,
   unsafePathReason,
@@ -75,6 +78,8 @@ export class Sender {
     this.resends = [];
     this.resendCount = new Map();
     this.ended = false;
+    // {window, sent, credited} in message cost, when the receiver offered a window.
+    this.flow = null;
     this.stats = { sent: 0, total: manifest.entries.reduce((n, e) => n + (e.size ?? 0), 0) };
   }
 
@@ -93,6 +98,7 @@ export class Sender {
           if (msg.protocol !== PROTOCOL_VERSION) {
             throw new ProtocolError(`the receiver speaks protocol ${msg.protocol}, this page ${PROTOCOL_VERSION}; update one of them`);
           }
+          if (peerWindow(msg) > 0) this.flow = { window: peerWindow(msg), sent: 0, credited: 0 };
           this.phase = 'offered';
           return;
         case 'accept':
@@ -101,6 +107,10 @@ export class Sender {
           this.phase = 'sending';
           this.onEvent({ type: 'accepted' });
           this.#run().catch((e) => this.#fail(e));
+          return;
+        case 'credit':
+          if (!this.flow || this.phase === 'hello') break;
+          this.#credit(msg.consumed);
           return;
         case 'resend':
           if (this.phase !== 'sending') break;
@@ -111,11 +121,11 @@ export class Sender {
           if (!this.ended) throw new ProtocolError('the receiver said done before the transfer ended');
           this.phase = 'done';
           this.#wake?.();
+          this.#roomy?.();
           this.onEvent({ type: 'done' });
           return;
         case 'cancel':
-          this.phase = 'done';
-          this.onEvent({ type: 'failed', error: new Error(stoppedBy('receiver', msg.reason)), byPeer: true });
+          this.#fail(new Error(stoppedBy('receiver', msg.reason)), true);
           return;
         default:
           break;
@@ -165,7 +175,33 @@ export class Sender {
     this.#wake?.();
   }
 
+  #credit(consumed) {
+    const f = this.flow;
+    if (!Number.isSafeInteger(consumed) || consumed < f.credited || consumed > f.sent) {
+      throw new ProtocolError(`the receiver credited ${consumed} of ${f.sent}, after ${f.credited}`);
+    }
+    f.credited = consumed;
+    this.#roomy?.();
+  }
+
+  /** Wait until the receiver's window has room for another block (or the transfer ends). */
+  async #room() {
+    const f = this.flow;
+    while (f && this.phase === 'sending' && f.sent - f.credited >= f.window) {
+      await new Promise((resolve) => {
+        this.#roomy = resolve;
+      });
+      this.#roomy = null;
+    }
+  }
+
+  #send(bytes) {
+    if (this.flow) this.flow.sent += bytes.length + MESSAGE_COST;
+    return this.link.sendData(bytes);
+  }
+
   #wake = null;
+  #roomy = null;
 
   /** Read and hash one block: {data, cv, root}. */
   async #read(index, block) {
@@ -179,10 +215,12 @@ export class Sender {
   }
 
   async #sendBlock(index, block, { data, cv }) {
-    await this.link.sendData(encodeBlockHeader(index, block, data.length, cv));
+    await this.#room();
+    if (this.phase !== 'sending') return;
+    await this.#send(encodeBlockHeader(index, block, data.length, cv));
     for (let at = 0; at < data.length; at += DATA_PAYLOAD) {
       if (this.phase !== 'sending') return;
-      const wait = this.link.sendData(encodeData(data.subarray(at, at + DATA_PAYLOAD)));
+      const wait = this.#send(encodeData(data.subarray(at, at + DATA_PAYLOAD)));
       if (wait) await wait;
     }
     this.stats.sent += data.length;
@@ -218,8 +256,10 @@ export class Sender {
       const root = n === 0 ? hash(new Uint8Array(0)) : rootFromBlockCvs(cvs, singleRoot);
       // Before the last file end leaves: the receiver's `done` may overtake
       // the wait for buffer room below.
+      await this.#room();
+      if (this.phase !== 'sending') return;
       if (i === this.files.length - 1) this.ended = true;
-      await this.link.sendData(encodeFileEnd(i, file.size, root));
+      await this.#send(encodeFileEnd(i, file.size, root));
     }
     this.ended = true;
     // Resends may still come until the receiver says done.
@@ -250,6 +290,7 @@ export class Sender {
       }
     }
     this.#wake?.();
+    this.#roomy?.();
     this.onEvent({ type: 'failed', error, byPeer });
   }
 }

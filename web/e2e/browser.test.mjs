@@ -23,6 +23,7 @@ import {
   tempDir,
   unzip,
   waitState,
+  watchHeap,
 } from './harness.mjs';
 
 const MiB = 1 << 20;
@@ -80,6 +81,7 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     await page.waitForSelector('#save-download:visible', { timeout: 120_000 });
     await screenshot(page, 'receive-1-offer');
     assert.match(await page.textContent('#offer-summary'), /3 files/);
+    const peakHeap = await watchHeap(page);
     const download = page.waitForEvent('download', { timeout: 300_000 });
     // If a later step fails first, let that failure be the one reported.
     download.catch(() => {});
@@ -102,9 +104,12 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     // The page reports the BLAKE3 it verified, equal to b3sum of the source.
     const shown = await page.$eval('#results li[data-path$="big.bin"]', (li) => li.dataset.blake3);
     assert.equal(shown, await b3(path.join(src, 'big.bin')));
-    // The tab did not hold the file: its JavaScript heap stays far below the file's size.
-    const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
-    assert.ok(heap < 100 * MiB, `the page's heap grew to ${heap} bytes`);
+    // The tab never held the file: its JavaScript heap peaked far below the
+    // file's size (71-97 MiB here, idle, busy or CPU-throttled: mostly garbage
+    // not yet collected, as much without flow control as with it).
+    const heap = await peakHeap();
+    console.log(`CLI to browser: peak JavaScript heap ${(heap / MiB).toFixed(1)} MiB`);
+    assert.ok(heap < 128 * MiB, `the page's heap grew to ${heap} bytes`);
     const result = await sender.exited;
     assert.equal(result.code, 0, result.stderr);
     assert.equal(JSON.parse(result.stdout.trim().split('\n').pop()).ok, true);

@@ -157,6 +157,20 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 }
 
+/**
+ * Sample the page's JavaScript heap every 20 ms from now on; the returned
+ * function gives the largest sample. Chromium only (`performance.memory`).
+ */
+export async function watchHeap(page) {
+  await page.evaluate(() => {
+    window.peakHeap = performance.memory.usedJSHeapSize;
+    setInterval(() => {
+      window.peakHeap = Math.max(window.peakHeap, performance.memory.usedJSHeapSize);
+    }, 20);
+  });
+  return () => page.evaluate(() => window.peakHeap);
+}
+
 /** Wait until the page's transfer reaches `state` (or fails, which throws with the page's message). */
 export async function waitState(page, state, ms = 120_000) {
   const handle = await page.waitForFunction(

@@ -6,7 +6,17 @@ import { test } from 'node:test';
 
 import { hash, toHex } from '../blake3.js';
 import { Hasher } from '../hasher.js';
-import { decodeFrame, encodeBlockHeader, encodeData, encodeFileEnd, stoppedBy, validateManifest } from '../protocol.js';
+import {
+  MESSAGE_COST,
+  PROTOCOL_VERSION,
+  WINDOW,
+  decodeFrame,
+  encodeBlockHeader,
+  encodeData,
+  encodeFileEnd,
+  stoppedBy,
+  validateManifest,
+} from '../protocol.js';
 import { Receiver } from '../receiver.js';
 import { Sender, buildOffer } from '../sender.js';
 
@@ -54,9 +64,12 @@ class MemorySink {
 
 /**
  * Run a transfer. `tamper(frame bytes) -> bytes|null` may change data
- * messages on their way (null drops them).
+ * messages on their way (null drops them); `control(msg)` sees (and may
+ * change) every control message, both ways, and `data(bytes)` every data
+ * message the receiver gets; the receiver offers `window` and takes
+ * `hashDelay` ms longer to hash each block (as a busy worker would).
  */
-function run(items, { tamper = (b) => b, sink = new MemorySink() } = {}) {
+function run(items, { tamper = (b) => b, control = (m) => m, data = () => {}, sink = new MemorySink(), window, hashDelay = 0 } = {}) {
   const { manifest, files } = buildOffer(items);
   const hasher = new Hasher(0);
   const events = { sender: [], receiver: [] };
@@ -65,9 +78,13 @@ function run(items, { tamper = (b) => b, sink = new MemorySink() } = {}) {
     const end = () => {
       if (++ends === 2) resolve({ events, sink });
     };
+    const slowHasher = {
+      hashBlock: (...args) => new Promise((r) => setTimeout(r, hashDelay)).then(() => hasher.hashBlock(...args)),
+    };
     const receiver = new Receiver({
-      sendControl: (m) => queueMicrotask(() => sender.handleControl(JSON.stringify(m))),
-      hasher,
+      window,
+      sendControl: (m) => queueMicrotask(() => sender.handleControl(JSON.stringify(control(m)))),
+      hasher: hashDelay ? slowHasher : hasher,
       onEvent: (ev) => {
         events.receiver.push(ev);
         if (ev.type === 'offer') receiver.accept(sink);
@@ -79,10 +96,13 @@ function run(items, { tamper = (b) => b, sink = new MemorySink() } = {}) {
       files,
       hasher,
       link: {
-        sendControl: (m) => queueMicrotask(() => receiver.handleControl(JSON.stringify(m))),
+        sendControl: (m) => queueMicrotask(() => receiver.handleControl(JSON.stringify(control(m)))),
         sendData: (b) => {
           const out = tamper(b.slice());
-          if (out) receiver.handleData(out);
+          if (out) {
+            data(out);
+            receiver.handleData(out);
+          }
           return new Promise((r) => setImmediate(r));
         },
       },
@@ -181,6 +201,155 @@ test('more data than a block header announced is a protocol error', async () => 
     },
   });
   assert.equal(events.receiver.at(-1).type, 'failed');
+});
+
+/** A sink that takes `ms` per write: a disk slower than the wire. */
+function slowSink(ms) {
+  const sink = new MemorySink();
+  const open = sink.openFile.bind(sink);
+  sink.openFile = async (entry) => {
+    const w = await open(entry);
+    const write = w.write;
+    w.write = async (b) => {
+      await new Promise((r) => setTimeout(r, ms));
+      return write(b);
+    };
+    return w;
+  };
+  return sink;
+}
+
+test('with flow control the sender stays within the window of a slow receiver and everything arrives', async () => {
+  const b = bytes(24 * MiB + 3, 8);
+  let sent = 0;
+  let credited = 0;
+  let most = 0;
+  const credits = [];
+  const { events, sink } = await run([{ path: 'f', file: new Blob([b]) }], {
+    sink: slowSink(40),
+    data: (m) => {
+      sent += m.length + MESSAGE_COST;
+      most = Math.max(most, sent - credited);
+    },
+    control: (m) => {
+      if (m.type === 'credit') {
+        assert.ok(m.consumed > credited && m.consumed <= sent, `credit ${m.consumed} within (${credited}, ${sent}]`);
+        credited = m.consumed;
+        credits.push(m.consumed);
+      }
+      return m;
+    },
+  });
+  assert.equal(events.receiver.at(-1).type, 'done', String(events.receiver.at(-1).error?.stack));
+  assert.deepEqual(new Uint8Array(sink.files.get('f')), b);
+  // The sender checks before each block, so it overshoots by at most one block's messages.
+  const block = 52 + MESSAGE_COST + MiB + 17 * (1 + MESSAGE_COST);
+  assert.ok(most <= WINDOW + block, `at most ${most} uncredited, window ${WINDOW}`);
+  assert.ok(most >= WINDOW / 2, `the slow sink let the sender fill its window (${most})`);
+  assert.ok(credits.length >= Math.floor(sent / (WINDOW / 8)) - 1, `${credits.length} credits for ${sent}`);
+});
+
+test('refused and held blocks are credited, so a resend cannot stall', { timeout: 60_000 }, async () => {
+  // Block 0 arrives corrupt once and is refused. With a one-byte window
+  // nothing else moves until it is credited; with room for two blocks and a
+  // slow hasher, the blocks after it are held until it comes again, and its
+  // resend needs the window they fill.
+  for (const [window, hashDelay] of [
+    [1, 0],
+    [2 * MiB, 20],
+  ]) {
+    const b = bytes(6 * MiB, 11);
+    let corrupted = 0;
+    const { events, sink } = await run([{ path: 'f', file: new Blob([b]) }], {
+      window,
+      hashDelay,
+      tamper: (m) => {
+        if (m[0] === 2 && corrupted === 0) {
+          corrupted += 1;
+          m[9] ^= 1;
+        }
+        return m;
+      },
+    });
+    assert.equal(corrupted, 1);
+    assert.equal(events.receiver.at(-1).type, 'done', String(events.receiver.at(-1).error?.stack));
+    assert.deepEqual(new Uint8Array(sink.files.get('f')), b);
+  }
+});
+
+test('without a window in both hellos nobody credits and the transfer still completes', async () => {
+  const b = bytes(12 * MiB, 9);
+  const seen = [];
+  const { events, sink } = await run([{ path: 'f', file: new Blob([b]) }], {
+    sink: slowSink(1),
+    control: (m) => {
+      seen.push(m.type);
+      if (m.type === 'hello') delete m.window; // as from a peer that predates flow control
+      return m;
+    },
+  });
+  assert.equal(events.receiver.at(-1).type, 'done');
+  assert.deepEqual(new Uint8Array(sink.files.get('f')), b);
+  assert.ok(!seen.includes('credit'), `control messages: ${seen}`);
+});
+
+/** A page sender alone, fed the receiver's control messages by hand. */
+function loneSender(size) {
+  const { manifest, files } = buildOffer([{ path: 'f', file: new Blob([bytes(size, 10)]) }]);
+  const events = [];
+  const data = [];
+  const sender = new Sender({
+    manifest,
+    files,
+    hasher: new Hasher(0),
+    link: { sendControl: () => {}, sendData: (b) => void data.push(b) },
+    onEvent: (ev) => events.push(ev),
+  });
+  sender.start();
+  const say = (m) => sender.handleControl(JSON.stringify(m));
+  return { sender, events, data, say };
+}
+
+/** Resolves once `cond()` holds (polled; the test runner's timeout bounds it). */
+async function until(cond) {
+  while (!cond()) await new Promise((r) => setTimeout(r, 5));
+}
+const headers = (data) => data.filter((m) => m[0] === 1).length;
+
+test('a sender waits at the window for credit and refuses a lying credit', async () => {
+  const { events, data, say } = loneSender(4 * MiB);
+  say({ type: 'hello', protocol: PROTOCOL_VERSION, window: 1 });
+  say({ type: 'accept', have: [] });
+  // A window of one byte: one whole block goes (header and 17 data messages),
+  // then nothing until credit, however long the sender has to read ahead.
+  await until(() => data.length >= 18);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(headers(data), 1);
+  assert.equal(data.length, 18);
+  const cost = data.reduce((n, m) => n + m.length + MESSAGE_COST, 0);
+  say({ type: 'credit', consumed: cost });
+  await until(() => headers(data) === 2);
+  say({ type: 'credit', consumed: cost - 1 });
+  assert.equal(events.at(-1).type, 'failed');
+  assert.match(events.at(-1).error.message, /credited/);
+});
+
+test('a credit beyond what was sent, or without a window, is a protocol error', async () => {
+  const beyond = loneSender(MiB);
+  beyond.say({ type: 'hello', protocol: PROTOCOL_VERSION, window: WINDOW });
+  beyond.say({ type: 'accept', have: [] });
+  beyond.say({ type: 'credit', consumed: 10 * MiB });
+  assert.match(beyond.events.at(-1).error.message, /credited/);
+
+  const none = loneSender(MiB);
+  none.say({ type: 'hello', protocol: PROTOCOL_VERSION });
+  none.say({ type: 'accept', have: [] });
+  none.say({ type: 'credit', consumed: 0 });
+  assert.match(none.events.at(-1).error.message, /unexpected credit/);
+
+  const malformed = loneSender(MiB);
+  malformed.say({ type: 'hello', protocol: PROTOCOL_VERSION, window: -1 });
+  assert.match(malformed.events.at(-1).error.message, /malformed window/);
 });
 
 test('hostile manifests are refused before anything is written', () => {
