@@ -510,11 +510,39 @@ fn set_mode(file: &File, path: &Path, mode: u32) -> Result<(), FilesError> {
 /// A file being received: data lands in a hidden `.<name>.ferry-part` beside
 /// the target and is moved into place only by [`PartFile::finish`], after the
 /// caller has verified the whole-file hash.
+///
+/// Aligned writes go through a second descriptor opened with `O_DIRECT`,
+/// straight from the block buffer to the device. ferry flushes every file
+/// before placing it anyway, so the page cache would only add a copy: on the
+/// 2-core test machine that copy was the receiver's largest cost (686 MB/s
+/// buffered against 1.8 GB/s direct for `dd` of 1 MiB blocks).
 #[derive(Debug)]
 pub struct PartFile {
     file: File,
+    /// The same file opened with `O_DIRECT`; `None` where the file system
+    /// refuses it (then every write is buffered).
+    direct: Option<File>,
+    /// Bytes written through `direct` (for tests and the debug log).
+    direct_bytes: u64,
     target: PathBuf,
     part: PathBuf,
+}
+
+/// Offsets, lengths and buffer addresses of direct writes are multiples of
+/// this (the largest logical block size in common use).
+const DIRECT_ALIGN: usize = crate::proto::receiver::BLOCK_ALIGN;
+
+/// `part` opened again with `O_DIRECT`, if the file system allows it and it
+/// is still the file `meta` describes (not swapped between the two opens).
+fn open_direct(part: &Path, meta: &fs::Metadata) -> Option<File> {
+    use std::os::unix::fs::MetadataExt;
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECT)
+        .open(part)
+        .ok()?;
+    let again = file.metadata().ok()?;
+    (again.dev() == meta.dev() && again.ino() == meta.ino()).then_some(file)
 }
 
 impl PartFile {
@@ -545,7 +573,14 @@ impl PartFile {
         if !meta.is_file() {
             return Err(FilesError::NotRegularFile { path: part });
         }
-        Ok(PartFile { file, target, part })
+        let direct = open_direct(&part, &meta);
+        Ok(PartFile {
+            file,
+            direct,
+            direct_bytes: 0,
+            target,
+            part,
+        })
     }
 
     /// Where the file goes once finished.
@@ -573,11 +608,29 @@ impl PartFile {
             .map_err(|e| write_err("cannot resize", &self.part, e))
     }
 
-    /// Positional write; a full disk is [`FilesError::DiskFull`].
+    /// Positional write; a full disk is [`FilesError::DiskFull`]. The
+    /// aligned part of `data` goes direct when it can, the rest buffered.
     pub fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FilesError> {
         check_range(&self.part, offset, data.len())?;
+        let direct_len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+        let aligned = offset.is_multiple_of(DIRECT_ALIGN as u64)
+            && (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
+            && direct_len > 0;
+        let mut done = 0;
+        if let (Some(direct), true) = (&self.direct, aligned) {
+            match direct.write_all_at(&data[..direct_len], offset) {
+                Ok(()) => {
+                    done = direct_len;
+                    self.direct_bytes += direct_len as u64;
+                }
+                // The file system opened it but will not do it (or not with
+                // this alignment): stay buffered for this file.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.direct = None,
+                Err(e) => return Err(write_err("cannot write", &self.part, e)),
+            }
+        }
         self.file
-            .write_all_at(data, offset)
+            .write_all_at(&data[done..], offset + done as u64)
             .map_err(|e| write_err("cannot write", &self.part, e))
     }
 
@@ -625,7 +678,10 @@ impl PartFile {
     /// durable ([`PartFile::sync`] or [`PartFile::sync_filesystem`]), and the
     /// caller makes the folder durable ([`sync_dir`]) after moving files in.
     pub fn place(self, mode: u32, force: bool) -> Result<PathBuf, FilesError> {
-        let PartFile { file, target, part } = self;
+        tracing::debug!(part = %self.part.display(), direct_bytes = self.direct_bytes, "placing");
+        let PartFile {
+            file, target, part, ..
+        } = self;
         set_mode(&file, &part, mode)?;
         drop(file);
         if force {
@@ -992,6 +1048,57 @@ mod tests {
             0o640
         );
         assert!(!part.exists());
+    }
+
+    /// Whether `dir` is on ext4, where `O_DIRECT` always works.
+    fn on_ext4(dir: &Path) -> bool {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
+        (unsafe { libc::statfs(c.as_ptr(), &mut st) }) == 0 && st.f_type == 0xEF53
+    }
+
+    #[test]
+    fn part_file_writes_aligned_blocks_direct_and_the_rest_buffered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let mut part = PartFile::open(&out, "f.bin", false).unwrap();
+        if on_ext4(tmp.path()) {
+            assert!(part.direct.is_some(), "ext4 takes O_DIRECT");
+        }
+        const MIB: usize = 1 << 20;
+        let pattern = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect()
+        };
+        let mut expect = vec![0u8; 3 * MIB + 5 + 7];
+        // An aligned block (direct), an aligned block with a 5-byte tail
+        // (direct, then buffered), and an unaligned buffer and offset (buffered).
+        let mut writes = vec![(0usize, pattern(MIB, 1)), (2 * MIB, pattern(MIB + 5, 2))];
+        writes.push((MIB + 3, pattern(100, 3)));
+        for (offset, bytes) in &writes {
+            let mut buf = crate::proto::receiver::aligned_buffer(bytes.len());
+            buf.extend_from_slice(bytes);
+            part.write_at(*offset as u64, &buf).unwrap();
+            expect[*offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
+        let odd = pattern(7, 4);
+        part.write_at(3 * MIB as u64 + 5, &odd).unwrap();
+        expect[3 * MIB + 5..].copy_from_slice(&odd);
+        if on_ext4(tmp.path()) {
+            assert_eq!(
+                part.direct_bytes,
+                2 * MIB as u64,
+                "both aligned MiBs went direct"
+            );
+        }
+        // Read back through the buffered descriptor, as resuming does: the
+        // page cache does not hide what went direct.
+        assert_eq!(part.read_at(0, expect.len()).unwrap(), expect);
+        part.set_len(expect.len() as u64).unwrap();
+        let target = part.finish(0o644, false).unwrap();
+        assert_eq!(fs::read(target).unwrap(), expect);
     }
 
     #[test]

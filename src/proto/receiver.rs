@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::hash::{block_cv, root_from_cvs, single_block_root, Cv};
 use super::manifest::{
@@ -20,6 +20,11 @@ use super::ProtoError;
 
 /// A block failing verification more often than this fails the transfer.
 pub const MAX_BAD_BLOCKS: u32 = 3;
+
+/// Blocks are assembled starting at an address that is a multiple of this,
+/// so the disk writer can hand them to the device with `O_DIRECT` (no copy
+/// into the page cache) without copying them first.
+pub const BLOCK_ALIGN: usize = 4096;
 /// How far past its blocks received so far a block of a stream (a file of
 /// unknown size) may lie. Nothing else bounds a stream's block indexes, and
 /// each index costs memory; an honest sender is only as far ahead as it has
@@ -483,7 +488,7 @@ impl Receiver {
         let buf = if discard {
             BytesMut::new()
         } else {
-            BytesMut::with_capacity(len as usize)
+            aligned_buffer(len as usize)
         };
         self.assembling[lane] = Some(Assembly {
             file: file_idx,
@@ -660,4 +665,13 @@ impl Receiver {
         }
         self.actions.push_back(ReceiverAction::Failed(err));
     }
+}
+/// An empty buffer with room for `len` bytes whose start is aligned to
+/// [`BLOCK_ALIGN`]: over-allocate and skip the first few bytes.
+pub(crate) fn aligned_buffer(len: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(len + BLOCK_ALIGN);
+    let pad = (BLOCK_ALIGN - buf.as_ptr() as usize % BLOCK_ALIGN) % BLOCK_ALIGN;
+    buf.resize(pad, 0);
+    buf.advance(pad);
+    buf
 }

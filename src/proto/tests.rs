@@ -205,6 +205,9 @@ fn transfer(
                     data,
                     ..
                 } => {
+                    // So that the disk writer can write it with O_DIRECT as it is.
+                    let align = crate::proto::receiver::BLOCK_ALIGN;
+                    assert_eq!(data.as_ptr() as usize % align, 0, "block {block} unaligned");
                     let f = disk.entry(file).or_default();
                     let end = offset as usize + data.len();
                     if f.len() < end {
