@@ -532,6 +532,11 @@ pub struct PartFile {
 /// this (the largest logical block size in common use).
 const DIRECT_ALIGN: usize = crate::proto::receiver::BLOCK_ALIGN;
 
+/// Smaller writes stay buffered: a direct write waits for the device, and
+/// small files are better flushed together in one batch (the copy they save
+/// is small). ferry's 1 MiB blocks are well above this.
+const DIRECT_MIN: usize = 256 * 1024;
+
 /// `part` opened again with `O_DIRECT`, if the file system allows it and it
 /// is still the file `meta` describes (not swapped between the two opens).
 fn open_direct(part: &Path, meta: &fs::Metadata) -> Option<File> {
@@ -615,7 +620,7 @@ impl PartFile {
         let direct_len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
         let aligned = offset.is_multiple_of(DIRECT_ALIGN as u64)
             && (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
-            && direct_len > 0;
+            && direct_len >= DIRECT_MIN;
         let mut done = 0;
         if let (Some(direct), true) = (&self.direct, aligned) {
             match direct.write_all_at(&data[..direct_len], offset) {
@@ -1074,9 +1079,11 @@ mod tests {
         };
         let mut expect = vec![0u8; 3 * MIB + 5 + 7];
         // An aligned block (direct), an aligned block with a 5-byte tail
-        // (direct, then buffered), and an unaligned buffer and offset (buffered).
+        // (direct, then buffered), an aligned but small write and an
+        // unaligned one (both buffered).
         let mut writes = vec![(0usize, pattern(MIB, 1)), (2 * MIB, pattern(MIB + 5, 2))];
-        writes.push((MIB + 3, pattern(100, 3)));
+        writes.push((MIB, pattern(64 * 1024, 5)));
+        writes.push((MIB + 64 * 1024 + 3, pattern(100, 3)));
         for (offset, bytes) in &writes {
             let mut buf = crate::proto::receiver::aligned_buffer(bytes.len());
             buf.extend_from_slice(bytes);
