@@ -511,21 +511,29 @@ fn set_mode(file: &File, path: &Path, mode: u32) -> Result<(), FilesError> {
 /// the target and is moved into place only by [`PartFile::finish`], after the
 /// caller has verified the whole-file hash.
 ///
-/// Aligned writes go through a second descriptor opened with `O_DIRECT`,
-/// straight from the block buffer to the device. ferry flushes every file
-/// before placing it anyway, so the page cache would only add a copy: on the
-/// 2-core test machine that copy was the receiver's largest cost (686 MB/s
-/// buffered against 1.8 GB/s direct for `dd` of 1 MiB blocks).
+/// Aligned writes of full blocks go through a second descriptor opened with
+/// `O_DIRECT`, straight from the block buffer to the device. ferry flushes
+/// every file before placing it anyway, so the page cache would only add a
+/// copy: on the 2-core test machine that copy was the receiver's largest cost
+/// (686 MB/s buffered against 1.8 GB/s direct for `dd` of 1 MiB blocks).
 #[derive(Debug)]
 pub struct PartFile {
     file: File,
-    /// The same file opened with `O_DIRECT`; `None` where the file system
-    /// refuses it (then every write is buffered).
-    direct: Option<File>,
-    /// Bytes written through `direct` (for tests and the debug log).
+    direct: Direct,
+    /// Bytes written through the direct descriptor (for tests and the debug log).
     direct_bytes: u64,
     target: PathBuf,
     part: PathBuf,
+}
+
+/// The `O_DIRECT` descriptor of a [`PartFile`], opened on the first write
+/// that can use it (small files never need one).
+#[derive(Debug)]
+enum Direct {
+    Untried,
+    Open(File),
+    /// Not a local disk file system, or it refused `O_DIRECT`: buffered only.
+    Off,
 }
 
 /// Offsets, lengths and buffer addresses of direct writes are multiples of
@@ -537,17 +545,42 @@ const DIRECT_ALIGN: usize = crate::proto::receiver::BLOCK_ALIGN;
 /// is small). ferry's 1 MiB blocks are well above this.
 const DIRECT_MIN: usize = 256 * 1024;
 
-/// `part` opened again with `O_DIRECT`, if the file system allows it and it
-/// is still the file `meta` describes (not swapped between the two opens).
-fn open_direct(part: &Path, meta: &fs::Metadata) -> Option<File> {
+/// Whether `file` is on a local disk file system that does `O_DIRECT` well.
+/// Network and FUSE mounts accept it too, but there every direct write
+/// waits for the server, with no write-behind; tmpfs has no device.
+fn takes_direct_writes(file: &File) -> bool {
+    // SAFETY: all-zero bytes are a valid `statfs`, which fstatfs fills in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open (`file` holds it) and `st` is writable.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    // The magic numbers are 32-bit; libc's types for them vary by target.
+    let magic = st.f_type as u32;
+    [
+        libc::EXT4_SUPER_MAGIC as u32, // also ext2 and ext3
+        libc::XFS_SUPER_MAGIC as u32,
+        libc::BTRFS_SUPER_MAGIC as u32,
+        libc::F2FS_SUPER_MAGIC as u32,
+    ]
+    .contains(&magic)
+}
+
+/// The file `file` has open, opened again with `O_DIRECT`. Through
+/// `/proc/self/fd`, so it is that very inode whatever happened to its path
+/// since (the dev/inode check guards against an unusual /proc).
+fn open_direct(file: &File) -> Option<File> {
     use std::os::unix::fs::MetadataExt;
-    let file = OpenOptions::new()
+    if !takes_direct_writes(file) {
+        return None;
+    }
+    let direct = OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECT)
-        .open(part)
+        .custom_flags(libc::O_DIRECT)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .ok()?;
-    let again = file.metadata().ok()?;
-    (again.dev() == meta.dev() && again.ino() == meta.ino()).then_some(file)
+    let (a, b) = (file.metadata().ok()?, direct.metadata().ok()?);
+    (a.dev() == b.dev() && a.ino() == b.ino()).then_some(direct)
 }
 
 impl PartFile {
@@ -578,10 +611,9 @@ impl PartFile {
         if !meta.is_file() {
             return Err(FilesError::NotRegularFile { path: part });
         }
-        let direct = open_direct(&part, &meta);
         Ok(PartFile {
             file,
-            direct,
+            direct: Direct::Untried,
             direct_bytes: 0,
             target,
             part,
@@ -606,8 +638,14 @@ impl PartFile {
             .map_err(|e| io_err("cannot inspect", &self.part, e))
     }
 
+    /// Set the file's final length. This also closes the direct
+    /// descriptor (a later write would open it again): files waiting to be
+    /// placed in a batch then hold one descriptor each, not two.
     pub fn set_len(&mut self, len: u64) -> Result<(), FilesError> {
         check_range(&self.part, len, 0)?;
+        if let Direct::Open(_) = self.direct {
+            self.direct = Direct::Untried;
+        }
         self.file
             .set_len(len)
             .map_err(|e| write_err("cannot resize", &self.part, e))
@@ -622,7 +660,10 @@ impl PartFile {
             && (data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
             && direct_len >= DIRECT_MIN;
         let mut done = 0;
-        if let (Some(direct), true) = (&self.direct, aligned) {
+        if aligned && matches!(self.direct, Direct::Untried) {
+            self.direct = open_direct(&self.file).map_or(Direct::Off, Direct::Open);
+        }
+        if let (Direct::Open(direct), true) = (&self.direct, aligned) {
             match direct.write_all_at(&data[..direct_len], offset) {
                 Ok(()) => {
                     done = direct_len;
@@ -630,7 +671,9 @@ impl PartFile {
                 }
                 // The file system opened it but will not do it (or not with
                 // this alignment): stay buffered for this file.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.direct = None,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+                    self.direct = Direct::Off
+                }
                 Err(e) => return Err(write_err("cannot write", &self.part, e)),
             }
         }
@@ -1055,22 +1098,16 @@ mod tests {
         assert!(!part.exists());
     }
 
-    /// Whether `dir` is on ext4, where `O_DIRECT` always works.
-    fn on_ext4(dir: &Path) -> bool {
-        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
-        (unsafe { libc::statfs(c.as_ptr(), &mut st) }) == 0 && st.f_type == 0xEF53
-    }
-
     #[test]
     fn part_file_writes_aligned_blocks_direct_and_the_rest_buffered() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         let mut part = PartFile::open(&out, "f.bin", false).unwrap();
-        if on_ext4(tmp.path()) {
-            assert!(part.direct.is_some(), "ext4 takes O_DIRECT");
-        }
+        let local = takes_direct_writes(&File::open(tmp.path()).unwrap());
+        assert!(
+            matches!(part.direct, Direct::Untried),
+            "opened only when needed"
+        );
         const MIB: usize = 1 << 20;
         let pattern = |len: usize, seed: u8| -> Vec<u8> {
             (0..len)
@@ -1093,7 +1130,8 @@ mod tests {
         let odd = pattern(7, 4);
         part.write_at(3 * MIB as u64 + 5, &odd).unwrap();
         expect[3 * MIB + 5..].copy_from_slice(&odd);
-        if on_ext4(tmp.path()) {
+        if local {
+            assert!(matches!(part.direct, Direct::Open(_)));
             assert_eq!(
                 part.direct_bytes,
                 2 * MIB as u64,
@@ -1104,8 +1142,24 @@ mod tests {
         // page cache does not hide what went direct.
         assert_eq!(part.read_at(0, expect.len()).unwrap(), expect);
         part.set_len(expect.len() as u64).unwrap();
+        assert!(!matches!(part.direct, Direct::Open(_)), "closed once sized");
         let target = part.finish(0o644, false).unwrap();
         assert_eq!(fs::read(target).unwrap(), expect);
+    }
+
+    #[test]
+    fn tmpfs_is_written_buffered() {
+        // /dev/shm is tmpfs on Linux: no device, so no direct descriptor.
+        let Ok(tmp) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        let mut part = PartFile::open(tmp.path(), "f.bin", false).unwrap();
+        let mut buf = crate::proto::receiver::aligned_buffer(1 << 20);
+        buf.extend_from_slice(&vec![7u8; 1 << 20]);
+        part.write_at(0, &buf).unwrap();
+        assert!(matches!(part.direct, Direct::Off));
+        assert_eq!(part.direct_bytes, 0);
+        assert_eq!(part.read_at(0, 1 << 20).unwrap(), vec![7u8; 1 << 20]);
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn node_tests(args: &[&str], min_pass: u32) -> String {
 
 #[test]
 fn javascript_unit_tests() {
-    node_tests(&["web/test/"], 48);
+    node_tests(&["web/test/"], 50);
 }
 
 #[test]

@@ -277,6 +277,16 @@ test('refused and held blocks are credited, so a resend cannot stall', { timeout
   }
 });
 
+test('a one-byte window moves a folder of many files, empty ones too (file ends are credited)', { timeout: 60_000 }, async () => {
+  const data = {};
+  for (let i = 0; i < 40; i++) data[`d/f${i}`] = bytes(i % 4 === 0 ? 0 : 1000 * i, 20 + i);
+  data['d/big'] = bytes(2 * MiB + 1, 99);
+  const items = Object.entries(data).map(([path, b]) => ({ path, file: new Blob([b]) }));
+  const { events, sink } = await run(items, { window: 1 });
+  assert.equal(events.receiver.at(-1).type, 'done', String(events.receiver.at(-1).error?.stack));
+  for (const [path, b] of Object.entries(data)) assert.deepEqual(new Uint8Array(sink.files.get(path)), b, path);
+});
+
 test('without a window in both hellos nobody credits and the transfer still completes', async () => {
   const b = bytes(12 * MiB, 9);
   const seen = [];
@@ -332,6 +342,19 @@ test('a sender waits at the window for credit and refuses a lying credit', async
   say({ type: 'credit', consumed: cost - 1 });
   assert.equal(events.at(-1).type, 'failed');
   assert.match(events.at(-1).error.message, /credited/);
+});
+
+test('a receiver that cancels while the sender waits for room stops it cleanly', async () => {
+  const { events, data, say } = loneSender(4 * MiB);
+  say({ type: 'hello', protocol: PROTOCOL_VERSION, window: 1 });
+  say({ type: 'accept', have: [] });
+  await until(() => data.length >= 18);
+  say({ type: 'cancel', reason: 'out of space' });
+  assert.equal(events.at(-1).type, 'failed');
+  assert.equal(events.at(-1).byPeer, true);
+  assert.match(events.at(-1).error.message, /the receiver stopped the transfer: out of space/);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(data.length, 18, 'nothing more was sent');
 });
 
 test('a credit beyond what was sent, or without a window, is a protocol error', async () => {
