@@ -193,9 +193,6 @@ pub struct PeerWatch {
 /// How long messages already on the way are still awaited after the peer left.
 const LEFT_GRACE: Duration = Duration::from_millis(500);
 
-/// How much of what is queued for the peer is worth delivering, given how
-/// the transfer ended: everything after success, our cancel after a failure,
-/// nothing to a peer that is gone.
 /// What this side's hello offers, the same for sender and receiver: lanes,
 /// the datagrams its sockets take whole, and a flow-control window the size
 /// of the link's inbox.
@@ -207,6 +204,9 @@ pub fn capabilities(link: &Link) -> Capabilities {
     }
 }
 
+/// How much of what is queued for the peer is worth delivering, given how
+/// the transfer ended: everything after success, our cancel after a failure,
+/// nothing to a peer that is gone.
 pub fn drain_for<T>(result: &Result<T>) -> Drain {
     match result {
         Ok(_) => Drain::All,
@@ -220,7 +220,13 @@ impl PeerWatch {
     pub async fn gone(&mut self, signal: &mut SignalClient) -> String {
         loop {
             if let Some(deadline) = self.deadline {
-                tokio::time::sleep_until(deadline).await;
+                // A new peer in the room (a receiver run again to resume) means
+                // the old one is gone for good: it need not wait out the grace.
+                // Its messages stay queued in `signal` for the next session.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    Ok(()) = signal.wait_for_peer() => {}
+                }
                 return "the peer left the rendezvous room".into();
             }
             if self.lost_server {
