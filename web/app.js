@@ -110,7 +110,13 @@ class Meter {
 
   update(done) {
     const now = performance.now();
-    if (now - this.last < 200 && done < this.total) return;
+    clearTimeout(this.trailing);
+    if (now - this.last < 200 && done < this.total) {
+      // At most five redraws a second, but the latest value always shows:
+      // a transfer that slows down must not leave the bar behind.
+      this.trailing = setTimeout(() => this.update(done), 200 - (now - this.last));
+      return;
+    }
     this.last = now;
     this.samples.push([now, done]);
     while (this.samples.length > 2 && now - this.samples[0][0] > 3000) this.samples.shift();

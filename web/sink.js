@@ -201,14 +201,18 @@ function blobOutput(name, onSaved) {
 class DiskParts {
   static PREFIX = 'ferry-download-';
 
-  /** A fresh database, or null without IndexedDB. */
+  /** A fresh database, or null without IndexedDB (or when it does not answer). */
   static async open() {
     try {
-      await DiskParts.sweep();
-      const name = `${DiskParts.PREFIX}${Date.now()}-${Math.random().toString(36).slice(2)}`;
-      const open = indexedDB.open(name, 1);
-      open.onupgradeneeded = () => open.result.createObjectStore('parts');
-      return new DiskParts(name, await done(open));
+      return await within(
+        (async () => {
+          await DiskParts.sweep();
+          const name = `${DiskParts.PREFIX}${Date.now()}-${Math.random().toString(36).slice(2)}`;
+          const open = indexedDB.open(name, 1);
+          open.onupgradeneeded = () => open.result.createObjectStore('parts');
+          return new DiskParts(name, await done(open));
+        })(),
+      );
     } catch {
       return null;
     }
@@ -232,9 +236,9 @@ class DiskParts {
     try {
       const write = this.db.transaction('parts', 'readwrite');
       write.objectStore('parts').put(part, index);
-      await committed(write);
+      await within(committed(write));
       const read = this.db.transaction('parts', 'readonly');
-      const stored = await done(read.objectStore('parts').get(index));
+      const stored = await within(done(read.objectStore('parts').get(index)));
       if (!(stored instanceof Blob) || stored.size !== part.size) throw new Error('IndexedDB returned something else');
       return stored;
     } catch {
@@ -247,6 +251,19 @@ class DiskParts {
     this.db.close();
     indexedDB.deleteDatabase(this.name);
   }
+}
+
+/**
+ * `promise`, or a rejection once IndexedDB has not answered for 15 s. It
+ * can stall (another tab holding a database, a disk that does not keep up),
+ * and a download must then go on with its parts in memory, not wait forever.
+ */
+function within(promise, ms = 15_000) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('IndexedDB did not answer')), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 const done = (request) =>

@@ -22,6 +22,7 @@ import {
   serve,
   tempDir,
   unzip,
+  waitProgress,
   waitState,
   watchHeap,
 } from './harness.mjs';
@@ -86,7 +87,7 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     // If a later step fails first, let that failure be the one reported.
     download.catch(() => {});
     await page.click('#save-download');
-    await page.waitForFunction(() => document.getElementById('progress').value > 0, null, { timeout: 120_000 });
+    await waitProgress(page);
     await screenshot(page, 'receive-2-transferring');
     await waitState(page, 'done');
     await screenshot(page, 'receive-3-done');
@@ -309,7 +310,7 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
       downloads += 1;
     });
     await page.click('#save-download');
-    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 120_000 });
+    await waitProgress(page, 0.01);
     await page.click('#cancel');
     await waitState(page, 'failed').catch(() => {});
     assert.match(await page.textContent('#status'), /cancelled/i);
@@ -441,7 +442,7 @@ test('the page sends and cancels mid-transfer: ferry receive exits 1 saying the 
     const out = tempDir('sender-cancels');
     receiver = ferry(['receive', ticket, '--out', out, '--yes']);
     await waitState(page, 'transferring', 60_000);
-    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 120_000 });
+    await waitProgress(page, 0.01);
     await screenshot(page, 'send-2b-transferring');
     await page.click('#cancel');
     await waitState(page, 'failed').catch(() => {});
@@ -478,7 +479,7 @@ test('ferry receive is interrupted (Ctrl-C) mid-transfer: the sending page says 
     const out = tempDir('receiver-interrupted');
     receiver = ferry(['receive', ticket, '--out', out, '--yes']);
     await waitState(page, 'transferring', 60_000);
-    await page.waitForFunction(() => document.getElementById('progress').value > 0.01, null, { timeout: 120_000 });
+    await waitProgress(page, 0.01);
     receiver.child.kill('SIGINT');
     const result = await receiver.exited;
     assert.equal(result.code, 130, result.stderr);

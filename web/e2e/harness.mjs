@@ -171,6 +171,26 @@ export async function watchHeap(page) {
   return () => page.evaluate(() => window.peakHeap);
 }
 
+/**
+ * Wait until the page's progress bar passes `above` (0..1); on timeout, the
+ * error says what the page showed, so a stalled transfer can be told apart
+ * from one that never started.
+ */
+export async function waitProgress(page, above = 0, ms = 120_000) {
+  try {
+    await page.waitForFunction((min) => document.getElementById('progress').value > min, above, { timeout: ms });
+  } catch (e) {
+    const shown = await page
+      .evaluate(() => ({
+        state: document.getElementById('main').dataset.state,
+        status: document.getElementById('status').textContent,
+        progress: document.getElementById('progress-text').textContent,
+      }))
+      .catch(() => null);
+    throw new Error(`${e.message} (the page showed ${JSON.stringify(shown)})`);
+  }
+}
+
 /** Wait until the page's transfer reaches `state` (or fails, which throws with the page's message). */
 export async function waitState(page, state, ms = 120_000) {
   const handle = await page.waitForFunction(
