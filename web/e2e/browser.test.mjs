@@ -72,7 +72,7 @@ function tree(dir, prefix = '') {
 
 test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (mDNS) host addresses', async () => {
   const b = await browser(pw, { mdns: true });
-  const sender = ferry(['send', src, '--json']);
+  const sender = ferry(['send', src, '--json', '-v']);
   try {
     const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
     const page = await b.context.newPage();
@@ -122,6 +122,10 @@ test('CLI to browser: a folder arrives as a verified ZIP download, with hidden (
     for (const form of [ticket, ticket.slice(5, 40), Buffer.from(secret).toString('hex'), Buffer.from(secret).toString('base64url')]) {
       assert.ok(!traffic.includes(form), `the page sent its ticket or secret to the server (${form.slice(0, 12)}…)`);
     }
+  } catch (e) {
+    // This step has stalled in about one full run in three; the sender's log says where.
+    console.log(`ferry send's log (tail):\n${sender.out.stderr.slice(-4000)}`);
+    throw e;
   } finally {
     sender.kill();
     await b.close();

@@ -180,27 +180,36 @@ export async function waitProgress(page, above = 0, ms = 120_000) {
   try {
     await page.waitForFunction((min) => document.getElementById('progress').value > min, above, { timeout: ms });
   } catch (e) {
-    const shown = await page
-      .evaluate(() => ({
-        state: document.getElementById('main').dataset.state,
-        status: document.getElementById('status').textContent,
-        progress: document.getElementById('progress-text').textContent,
-      }))
-      .catch(() => null);
-    throw new Error(`${e.message} (the page showed ${JSON.stringify(shown)})`);
+    throw new Error(`${e.message} (the page showed ${await shown(page)})`);
   }
+}
+
+/** What the page shows of its transfer, for error messages. */
+async function shown(page) {
+  const view = await page
+    .evaluate(() => ({
+      state: document.getElementById('main').dataset.state,
+      status: document.getElementById('status').textContent,
+      progress: document.getElementById('progress-text').textContent,
+    }))
+    .catch(() => null);
+  return JSON.stringify(view);
 }
 
 /** Wait until the page's transfer reaches `state` (or fails, which throws with the page's message). */
 export async function waitState(page, state, ms = 120_000) {
-  const handle = await page.waitForFunction(
-    (want) => {
-      const s = document.getElementById('main').dataset.state;
-      return s === want || s === 'failed' ? s : null;
-    },
-    state,
-    { timeout: ms, polling: 100 },
-  );
+  const handle = await page
+    .waitForFunction(
+      (want) => {
+        const s = document.getElementById('main').dataset.state;
+        return s === want || s === 'failed' ? s : null;
+      },
+      state,
+      { timeout: ms, polling: 100 },
+    )
+    .catch(async (e) => {
+      throw new Error(`${e.message} waiting for ${state} (the page showed ${await shown(page)})`);
+    });
   const got = await handle.jsonValue();
   if (got !== state) {
     const status = await page.textContent('#status');
