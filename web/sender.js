@@ -98,7 +98,8 @@ export class Sender {
           if (msg.protocol !== PROTOCOL_VERSION) {
             throw new ProtocolError(`the receiver speaks protocol ${msg.protocol}, this page ${PROTOCOL_VERSION}; update one of them`);
           }
-          if (peerWindow(msg) > 0) this.flow = { window: peerWindow(msg), sent: 0, credited: 0 };
+          const offered = peerWindow(msg); // ours is always offered
+          if (offered > 0) this.flow = { window: offered, sent: 0, credited: 0 };
           this.phase = 'offered';
           return;
         case 'accept':
