@@ -467,22 +467,33 @@ pub fn part_path_for(out: &Path, rel: &str) -> Result<PathBuf, FilesError> {
     Ok(target.with_file_name(part_file_name(&name)))
 }
 
-/// Name of the partial file for `name`. Stays within NAME_MAX: a long name
-/// is shortened and made unique again with a hash of the full name, which is
-/// deterministic so a later run finds the same partial file.
+/// Name of the partial file for `name`.
 fn part_file_name(name: &str) -> String {
-    let simple = format!(".{name}{PART_SUFFIX}");
-    if simple.len() <= MAX_COMPONENT_BYTES {
-        return simple;
+    format!("{}{PART_SUFFIX}", hidden_stem(name))
+}
+
+/// Suffix of the state log kept beside a partial file (see `resume`).
+pub const STATE_SUFFIX: &str = ".ferry-state";
+
+/// The hidden name, without suffix, shared by the partial file of `name`
+/// and its state log (`.NAME`). Both names stay within NAME_MAX: a long
+/// name is shortened, cut at a character boundary, and made unique again
+/// with a hash of the full name, which is deterministic so a later run
+/// finds the same files. The budget is that of the longer suffix, so the
+/// two names never disagree on whether to shorten.
+pub fn hidden_stem(name: &str) -> String {
+    let suffix = PART_SUFFIX.len().max(STATE_SUFFIX.len());
+    if 1 + name.len() + suffix <= MAX_COMPONENT_BYTES {
+        return format!(".{name}");
     }
     let hash = blake3::hash(name.as_bytes()).to_hex();
     let digest = hash.as_str().get(..16).unwrap_or_default();
     // '.' + kept prefix + '~' + 16 hex digits + suffix.
-    let mut keep = MAX_COMPONENT_BYTES - 2 - digest.len() - PART_SUFFIX.len();
+    let mut keep = MAX_COMPONENT_BYTES - 2 - digest.len() - suffix;
     while !name.is_char_boundary(keep) {
         keep -= 1;
     }
-    format!(".{}~{digest}{PART_SUFFIX}", &name[..keep])
+    format!(".{}~{digest}", &name[..keep])
 }
 
 /// Make a folder's entries durable (after moving files into it).
@@ -1274,6 +1285,31 @@ mod tests {
         pf.write_at(0, b"ok").unwrap();
         let target = pf.finish(0o600, false).unwrap();
         assert_eq!(fs::read(target).unwrap(), b"ok");
+    }
+
+    #[test]
+    fn part_and_state_names_fit_for_every_legal_length() {
+        let mut names: Vec<String> = (1..=MAX_COMPONENT_BYTES).map(|n| "a".repeat(n)).collect();
+        // Multibyte names at and just under the byte limit, cut mid-character.
+        names.push("日".repeat(85)); // 255 bytes
+        names.push(format!("{}é", "日".repeat(84))); // 254
+        names.push(format!("x{}", "日".repeat(84))); // 253
+        names.push("é".repeat(127)); // 254
+        for name in &names {
+            let part = part_file_name(name);
+            let state = crate::resume::state_path(Path::new(&part));
+            let state = state.to_str().unwrap();
+            assert!(part.len() <= MAX_COMPONENT_BYTES, "{} bytes", part.len());
+            assert!(state.len() <= MAX_COMPONENT_BYTES, "{} bytes", state.len());
+            assert_eq!(
+                part.strip_suffix(PART_SUFFIX),
+                state.strip_suffix(STATE_SUFFIX)
+            );
+        }
+        // Long names differing only at the end still get different files.
+        let a = format!("{}1", "z".repeat(254));
+        let b = format!("{}2", "z".repeat(254));
+        assert_ne!(part_file_name(&a), part_file_name(&b));
     }
 
     #[test]

@@ -14,17 +14,17 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::files::{self, io_err, write_err, FilesError, PART_SUFFIX};
+use crate::files::{self, io_err, write_err, FilesError, PART_SUFFIX, STATE_SUFFIX};
 use crate::proto::hash::{block_cv, single_block_root, Cv};
 use crate::proto::manifest::block_count;
 use crate::proto::Held;
 
-const STATE_SUFFIX: &str = ".ferry-state";
 const MAGIC: &[u8; 8] = b"FRYSTAT1";
 const HEADER_LEN: usize = 16;
 const RECORD_LEN: usize = 48;
 
-/// The state log beside a partial file.
+/// The state log beside a partial file: the same hidden stem (see
+/// [`files::hidden_stem`]), which already leaves room for this suffix.
 pub fn state_path(part: &Path) -> PathBuf {
     let name = part
         .file_name()

@@ -216,3 +216,51 @@ fn rerun_after_completion_moves_nothing_and_says_so() {
     }
     assert_same_tree(src.path(), dst.path());
 }
+
+/// The state log of a file whose name is at the 255-byte limit (multibyte
+/// UTF-8, so the shortened hidden name is cut at a character boundary).
+fn long_state_log(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".ferry-state"))
+}
+
+#[test]
+fn a_name_at_the_byte_limit_resumes() {
+    let src = tempdir();
+    let dst = tempdir();
+    let name = "日".repeat(85); // 255 bytes
+    let file = src.path().join(&name);
+    let size = 64 * MIB;
+    write(&file, &random_bytes(size as usize, 27));
+    let sender = send(&[path_str(&file)], None);
+    let mut first = spawn_receive(&sender.ticket, dst.path());
+    let mut held = 0;
+    for _ in 0..6000 {
+        held = long_state_log(dst.path())
+            .and_then(|p| p.metadata().ok())
+            .map_or(0, |m| m.len().saturating_sub(16) / 48);
+        if held >= 16 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(held >= 16, "the first run never logged 16 blocks");
+    let held = long_state_log(dst.path())
+        .and_then(|p| p.metadata().ok())
+        .map_or(0, |m| m.len().saturating_sub(16) / 48);
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path()), "--json"]);
+    let sent = sender.wait();
+    assert!(recv.status.success(), "{}", recv.stderr);
+    assert!(sent.status.success(), "{}", sent.stderr);
+    let moved = recv.json()["bytes_received"].as_u64().unwrap();
+    assert!(
+        moved <= size - held * MIB + MIB,
+        "moved {moved} though {held} blocks were held"
+    );
+    assert_eq!(b3(&dst.path().join(&name)), b3(&file));
+    assert_eq!(tree(dst.path()), vec![name]);
+}

@@ -275,3 +275,28 @@ fn lanes_open_when_both_sides_offer_them_and_are_optional() {
         assert_eq!(received.json()["bytes_received"], size);
     }
 }
+
+/// Names of 243-255 bytes used to fail for files with a state log (more
+/// than one block): the log's name was one byte over NAME_MAX.
+#[test]
+fn names_at_the_byte_limit_round_trip() {
+    let src = tempdir();
+    let dst = tempdir();
+    let ascii = "a".repeat(255);
+    let multibyte = "日".repeat(85); // 255 bytes, 3 per character
+    let near = format!("{}é", "b".repeat(241)); // 243 bytes, the first that failed
+    for (i, name) in [&ascii, &multibyte, &near].into_iter().enumerate() {
+        write(
+            &src.path().join("long").join(name),
+            &random_bytes(3 * MIB + 7, 40 + i as u64),
+        );
+    }
+    let dir = src.path().join("long");
+    let sender = send(&[path_str(&dir), "--json"], None);
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path()), "--json"]);
+    let sent = sender.wait();
+    assert!(recv.status.success(), "receive failed: {}", recv.stderr);
+    assert!(sent.status.success(), "send failed: {}", sent.stderr);
+    // Same names, same bytes, and no hidden part or state file left over.
+    assert_same_tree(src.path(), dst.path());
+}
