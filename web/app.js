@@ -186,10 +186,16 @@ function explain(error) {
 
 // ------------------------------------------------------------ cancellation
 
-/** One way to stop: the Cancel button, closing the tab, or the peer leaving. */
+/**
+ * One way to stop: the Cancel button, closing the tab, or the peer leaving.
+ * `leaving` is a page that closes or reloads: a receiving page then only lets
+ * go, so that the sender keeps waiting for the link to be opened again (a
+ * `cancel` would tell it to stop); a sending page still cancels, since its
+ * files go with it.
+ */
 let stopCurrent = () => {};
 $('cancel').addEventListener('click', () => stopCurrent('cancelled by the user'));
-window.addEventListener('pagehide', () => stopCurrent('the other side closed the page'));
+window.addEventListener('pagehide', () => stopCurrent('the other side closed the page', { leaving: true }));
 
 function copyButton(button, input) {
   button.addEventListener('click', async () => {
@@ -233,9 +239,11 @@ async function receive(ticketText) {
   let signal = null;
   // Before the connection: abort the connect. After: the core tells the
   // peer, and its 'failed' event closes everything below.
-  stopCurrent = (reason) => {
+  stopCurrent = (reason, { leaving = false } = {}) => {
     abort.abort();
-    receiver?.cancel(reason);
+    // Leaving: the sink is discarded, and the peer learns from the closed
+    // connection that the page is gone, not that the person said stop.
+    receiver?.cancel(reason, leaving);
   };
   const hasher = new Hasher();
   try {

@@ -151,6 +151,63 @@ function recordTraffic(page) {
   };
 }
 
+test('the receiving page is reloaded mid-offer and mid-transfer, then closed and opened anew: the same ferry send delivers the whole file', async () => {
+  const dir = tempDir('reload-src');
+  const file = path.join(dir, 'reload.bin');
+  randomFile(file, 48 * MiB);
+  const b = await browser(pw);
+  const sender = ferry(['send', file]);
+  // The page works (its stylesheet and script loaded) and shows the offer again.
+  const offered = async (page, what) => {
+    await page.waitForSelector('#save-download:visible', { timeout: 120_000 }).catch(async (e) => {
+      throw new Error(`${what}: no offer (${e.message}); ferry send said:\n${sender.out.stderr}`);
+    });
+    const styled = await page.evaluate(() => [...document.styleSheets].some((s) => s.cssRules.length > 0));
+    assert.ok(styled, `${what}: the page came up without its stylesheet`);
+    assert.equal(sender.child.exitCode, null, `${what}: ferry send stopped:\n${sender.out.stderr}`);
+  };
+  try {
+    const [, link] = await sender.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    let page = await b.context.newPage();
+    let downloads = 0;
+    const count = (p) => p.on('download', () => {
+      downloads += 1;
+    });
+    count(page);
+    await page.goto(link);
+    await offered(page, 'first load');
+    await page.reload();
+    await offered(page, 'reloaded while offering');
+    await page.click('#save-download');
+    await waitProgress(page, 0.05);
+    await page.reload();
+    await offered(page, 'reloaded while receiving');
+    await page.click('#save-download');
+    await waitProgress(page, 0.05);
+    // Closed mid-transfer, and the link opened again in a new page.
+    await page.close();
+    page = await b.context.newPage();
+    count(page);
+    await page.goto(link);
+    await offered(page, 'opened again');
+    const download = page.waitForEvent('download', { timeout: 300_000 });
+    download.catch(() => {});
+    await page.click('#save-download');
+    await waitState(page, 'done');
+    const out = path.join(tempDir('reload-out'), 'reload.bin');
+    await (await download).saveAs(out);
+    assert.ok(await sameFile(file, out), 'the download differs from the file sent');
+    assert.equal(await page.$eval('#results li[data-path="reload.bin"]', (li) => li.dataset.blake3), await b3(file));
+    assert.equal(downloads, 1, 'the interrupted pages offered no download');
+    const result = await sender.exited;
+    assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(result.stderr, /error/);
+  } finally {
+    sender.kill();
+    await b.close();
+  }
+});
+
 test('browser to CLI: picked files arrive byte-identical with b3sum-equal hashes', async () => {
   const server = await serve();
   const b = await browser(pw);
