@@ -3,8 +3,15 @@
 //! Text form: `ferry` followed by lowercase RFC 4648 base32 (no padding) of
 //!
 //! ```text
-//! [version u8 = 1][secret: 32 bytes][server count u8][per server: len u8, UTF-8 bytes]
+//! [version u8 = 2][secret: 32 bytes][server count u8][per server: len u8, UTF-8 bytes][CRC-32 u32]
 //! ```
+//!
+//! The trailing CRC-32 catches typos before anyone waits on a wrong room. A
+//! CRC rather than a truncated hash: it is guaranteed to catch every change
+//! within 32 consecutive bits, so every single changed character (5 bits)
+//! and every swap of two characters up to five apart, where a 32-bit hash
+//! only catches them with probability 1 - 2^-32. The ticket needs no
+//! protection against forgery here: whoever can edit it can replace it.
 //!
 //! The room id and the signaling key are derived from the secret with
 //! HKDF-SHA256 rather than BLAKE3 so that a browser can derive the same values
@@ -18,8 +25,13 @@ use hkdf::Hkdf;
 use rand::TryRngCore;
 use sha2::Sha256;
 
-/// Version of the ferry wire protocol carried in every ticket.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version of the ticket format. Version 1 had no checksum; the wire
+/// protocol behind both is the same.
+pub const TICKET_VERSION: u8 = 2;
+/// The first ticket format, refused with its own message.
+const OLD_VERSION: u8 = 1;
+/// Bytes of the trailing CRC-32.
+const CHECK_LEN: usize = 4;
 
 /// Text prefix of every ticket.
 const PREFIX: &str = "ferry";
@@ -45,13 +57,16 @@ pub struct Ticket {
 pub enum TicketError {
     #[error("not a ferry ticket: it must start with `ferry` (copy the whole line that `ferry send` printed)")]
     MissingPrefix,
-    #[error("the ticket is garbled (not valid base32): copy it again, all of it")]
-    BadEncoding,
+    /// Bad base32, an impossible length or a checksum that does not match.
+    #[error("this ticket has a typo: copy it again")]
+    Typo,
     #[error("the ticket is incomplete: copy it again, all of it")]
     Truncated,
     #[error("the ticket has extra bytes at the end: copy it again, exactly as printed")]
     TrailingBytes,
-    #[error("this ticket is for ferry protocol version {0}; this ferry speaks version {PROTOCOL_VERSION}: upgrade the older ferry so both sides match")]
+    #[error("this ticket comes from an older ferry (ticket version 1): update ferry on the sending side, then send again")]
+    OldVersion,
+    #[error("this ticket is of format version {0}; this ferry reads version {TICKET_VERSION}: upgrade the older ferry so both sides match")]
     UnsupportedVersion(u8),
     #[error("the ticket lists no rendezvous server: create a new one with `ferry send`")]
     NoServers,
@@ -118,7 +133,7 @@ impl Ticket {
     fn to_payload(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(34 + self.servers.iter().map(|s| s.len() + 1).sum::<usize>());
-        out.push(PROTOCOL_VERSION);
+        out.push(TICKET_VERSION);
         out.extend_from_slice(&self.secret);
         // Length fields are one byte; clamping keeps Display infallible, and
         // `validate` is where an over-long list or URL is reported.
@@ -129,15 +144,35 @@ impl Ticket {
             out.push(bytes.len() as u8);
             out.extend_from_slice(bytes);
         }
+        let check = crc32(&out);
+        out.extend_from_slice(&check.to_be_bytes());
         out
     }
 
+    /// Checks the CRC first, so a typo anywhere (the version byte included)
+    /// reads as a typo; a version-1 ticket has none and gets its own message.
     fn from_payload(payload: &[u8]) -> Result<Ticket, TicketError> {
-        let mut reader = Reader(payload);
-        let version = reader.byte()?;
-        if version != PROTOCOL_VERSION {
-            return Err(TicketError::UnsupportedVersion(version));
+        let checked = payload
+            .len()
+            .checked_sub(CHECK_LEN)
+            .map(|body| payload.split_at(body))
+            .filter(|(body, check)| !body.is_empty() && crc32(body).to_be_bytes() == **check);
+        let Some((body, _)) = checked else {
+            if payload.first() == Some(&OLD_VERSION) && Ticket::from_body(payload).is_ok() {
+                return Err(TicketError::OldVersion);
+            }
+            return Err(TicketError::Typo);
+        };
+        match body[0] {
+            TICKET_VERSION => Ticket::from_body(body),
+            version => Err(TicketError::UnsupportedVersion(version)),
         }
+    }
+
+    /// The fields after the version byte, which versions 1 and 2 share.
+    fn from_body(body: &[u8]) -> Result<Ticket, TicketError> {
+        let mut reader = Reader(body);
+        reader.byte()?;
         let mut secret = [0u8; 32];
         secret.copy_from_slice(reader.take(32)?);
         let count = reader.byte()? as usize;
@@ -173,23 +208,47 @@ impl FromStr for Ticket {
     type Err = TicketError;
 
     fn from_str(s: &str) -> Result<Ticket, TicketError> {
-        let s = s.trim();
+        let s = &strip_paste(s);
         // Accept `FERRY...` too: QR codes in alphanumeric mode are uppercase.
         let body = match s.get(..PREFIX.len()) {
             Some(head) if head.eq_ignore_ascii_case(PREFIX) => &s[PREFIX.len()..],
             _ => return Err(TicketError::MissingPrefix),
         };
         let upper = body.to_ascii_uppercase();
-        let payload = match BASE32_NOPAD.decode(upper.as_bytes()) {
-            Ok(payload) => payload,
-            // A length that no byte count encodes to means characters are missing.
-            Err(e) if e.kind == data_encoding::DecodeKind::Length => {
-                return Err(TicketError::Truncated)
-            }
-            Err(_) => return Err(TicketError::BadEncoding),
-        };
+        // A wrong character, non-zero padding bits or a length that no byte
+        // count encodes to: all typos to the person pasting.
+        let payload = BASE32_NOPAD
+            .decode(upper.as_bytes())
+            .map_err(|_| TicketError::Typo)?;
         Ticket::from_payload(&payload)
     }
+}
+
+/// What a paste or a link adds around a ticket: whitespace (line breaks of a
+/// wrapped terminal included), quotes, angle brackets, and the
+/// `http://host:port/#` of the link `ferry send` prints.
+fn strip_paste(input: &str) -> String {
+    let quotes: &[char] = &['"', '\'', '`', '<', '>'];
+    let mut text = input.trim_matches(|c: char| c.is_whitespace() || quotes.contains(&c));
+    if let Some((head, fragment)) = text.rsplit_once('#') {
+        if head.contains("://") {
+            text = fragment;
+        }
+    }
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// CRC-32 as in zlib, PNG and Ethernet (reflected polynomial 0xEDB88320,
+/// initial value and final XOR 0xFFFFFFFF). Bitwise: a ticket is ~100 bytes.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
 }
 
 fn check_server(server: &str) -> Result<(), TicketError> {
@@ -243,8 +302,15 @@ mod tests {
         }
     }
 
+    /// Text of `payload` with its CRC appended, as an encoder would write it.
     fn encode_payload(payload: &[u8]) -> String {
-        format!("ferry{}", BASE32_NOPAD.encode(payload).to_ascii_lowercase())
+        let mut p = payload.to_vec();
+        p.extend_from_slice(&crc32(payload).to_be_bytes());
+        encode_raw(&p)
+    }
+
+    fn encode_raw(bytes: &[u8]) -> String {
+        format!("ferry{}", BASE32_NOPAD.encode(bytes).to_ascii_lowercase())
     }
 
     fn payload_with_servers(version: u8, servers: &[&[u8]]) -> Vec<u8> {
@@ -259,6 +325,28 @@ mod tests {
     }
 
     #[test]
+    fn crc32_known_answers() {
+        // The standard check value of CRC-32/ISO-HDLC, and the empty input.
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn known_ticket_text() {
+        // Pinned so web/test/ticket.test.mjs and any other implementation
+        // can check their encoder against the same bytes (checked with Python's
+        // zlib.crc32 and base64.b32encode).
+        let t = Ticket {
+            servers: vec!["ws://x".into()],
+            secret: std::array::from_fn(|i| i as u8),
+        };
+        assert_eq!(
+            t.to_string(),
+            "ferryaiaacaqdaqcqmbyibefawdanbyhraeiscmkbkfqxdamrugy4dupb6aigo5ztulzppbgurvjh"
+        );
+    }
+
+    #[test]
     fn round_trip() {
         let t = sample();
         let text = t.to_string();
@@ -270,6 +358,86 @@ mod tests {
         // Surrounding whitespace and upper case are accepted.
         assert_eq!(format!("  {}\n", text).parse::<Ticket>(), Ok(t.clone()));
         assert_eq!(text.to_ascii_uppercase().parse::<Ticket>(), Ok(t));
+    }
+
+    #[test]
+    fn accepts_what_a_paste_adds() {
+        let t = sample();
+        let text = t.to_string();
+        let (a, b) = text.split_at(30);
+        for pasted in [
+            format!("\"{text}\""),
+            format!("'{text}'\r\n"),
+            format!("`{text}`"),
+            format!("<{text}>"),
+            format!("http://192.0.2.2:40123/#{text}"),
+            format!(
+                "  'https://ferry.example.org/#{}'\n",
+                text.to_ascii_uppercase()
+            ),
+            format!("{a}\n{b}"),
+        ] {
+            assert_eq!(pasted.parse::<Ticket>(), Ok(t.clone()), "{pasted:?}");
+        }
+        // A `#` without a URL before it is not a link: the text stays as it is.
+        assert_eq!(
+            format!("x#{text}").parse::<Ticket>(),
+            Err(TicketError::MissingPrefix)
+        );
+    }
+
+    #[test]
+    fn every_single_typo_is_caught() {
+        let text = sample().to_string();
+        let chars: Vec<char> = text.chars().collect();
+        let alphabet: Vec<char> = "abcdefghijklmnopqrstuvwxyz234567".chars().collect();
+        // After the prefix: each character changed to every other one, each
+        // dropped, each doubled, and each pair of neighbours swapped.
+        for i in 5..chars.len() {
+            for &c in &alphabet {
+                if c == chars[i] {
+                    continue;
+                }
+                let mut typo = chars.clone();
+                typo[i] = c;
+                let typo: String = typo.into_iter().collect();
+                assert_eq!(typo.parse::<Ticket>(), Err(TicketError::Typo), "{typo}");
+            }
+            let mut dropped = chars.clone();
+            dropped.remove(i);
+            let dropped: String = dropped.into_iter().collect();
+            assert_eq!(
+                dropped.parse::<Ticket>(),
+                Err(TicketError::Typo),
+                "{dropped}"
+            );
+            let mut doubled = chars.clone();
+            doubled.insert(i, chars[i]);
+            let doubled: String = doubled.into_iter().collect();
+            assert_eq!(
+                doubled.parse::<Ticket>(),
+                Err(TicketError::Typo),
+                "{doubled}"
+            );
+            if i + 1 < chars.len() && chars[i] != chars[i + 1] {
+                let mut swapped = chars.clone();
+                swapped.swap(i, i + 1);
+                let swapped: String = swapped.into_iter().collect();
+                assert_eq!(
+                    swapped.parse::<Ticket>(),
+                    Err(TicketError::Typo),
+                    "{swapped}"
+                );
+            }
+        }
+        // A character outside the alphabet is a typo too.
+        let bad = format!("{}1{}", &text[..10], &text[11..]);
+        assert_eq!(bad.parse::<Ticket>(), Err(TicketError::Typo));
+        assert_eq!("ferry!!!!!!!!".parse::<Ticket>(), Err(TicketError::Typo));
+        assert_eq!(
+            TicketError::Typo.to_string(),
+            "this ticket has a typo: copy it again"
+        );
     }
 
     #[test]
@@ -305,77 +473,79 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bad_base32() {
-        let text = sample().to_string();
-        let bad = format!("{}1{}", &text[..10], &text[11..]);
-        assert_eq!(bad.parse::<Ticket>(), Err(TicketError::BadEncoding));
-        assert_eq!(
-            "ferry!!!!!!!!".parse::<Ticket>(),
-            Err(TicketError::BadEncoding)
-        );
-    }
-
-    #[test]
     fn refuses_truncated() {
         let payload = sample().to_payload();
-        for cut in 0..payload.len() {
+        let body = &payload[..payload.len() - CHECK_LEN];
+        // Cut short behind a valid checksum: the structure is incomplete.
+        for cut in 1..body.len() {
             assert_eq!(
-                encode_payload(&payload[..cut]).parse::<Ticket>(),
+                encode_payload(&body[..cut]).parse::<Ticket>(),
                 Err(TicketError::Truncated),
                 "cut at {cut}"
             );
         }
-        // Losing a character of the text is caught as well.
+        // Cut short as a copy would be: the checksum no longer matches.
         let text = sample().to_string();
-        assert!(text[..text.len() - 1].parse::<Ticket>().is_err());
+        for cut in 5..text.len() {
+            assert_eq!(text[..cut].parse::<Ticket>(), Err(TicketError::Typo));
+        }
     }
 
     #[test]
     fn refuses_trailing_bytes() {
-        let mut payload = sample().to_payload();
-        payload.push(0);
+        let mut body = payload_with_servers(TICKET_VERSION, &[b"ws://a"]);
+        body.push(0);
         assert_eq!(
-            encode_payload(&payload).parse::<Ticket>(),
+            encode_payload(&body).parse::<Ticket>(),
             Err(TicketError::TrailingBytes)
         );
     }
 
     #[test]
+    fn refuses_version_1_tickets_by_name() {
+        // A version-1 ticket: the same fields, no checksum.
+        let v1 = encode_raw(&payload_with_servers(1, &[b"ws://192.0.2.2:40123"]));
+        let err = v1.parse::<Ticket>().unwrap_err();
+        assert_eq!(err, TicketError::OldVersion);
+        assert!(err.to_string().contains("older ferry"));
+    }
+
+    #[test]
     fn refuses_other_versions() {
-        let p = payload_with_servers(2, &[b"ws://a"]);
+        let p = payload_with_servers(3, &[b"ws://a"]);
         let err = encode_payload(&p).parse::<Ticket>().unwrap_err();
-        assert_eq!(err, TicketError::UnsupportedVersion(2));
+        assert_eq!(err, TicketError::UnsupportedVersion(3));
         let msg = err.to_string();
-        assert!(msg.contains("version 2") && msg.contains("version 1") && msg.contains("upgrade"));
+        assert!(msg.contains("version 3") && msg.contains("version 2") && msg.contains("upgrade"));
     }
 
     #[test]
     fn refuses_server_count_out_of_range() {
-        let p = payload_with_servers(1, &[]);
+        let p = payload_with_servers(2, &[]);
         assert_eq!(
             encode_payload(&p).parse::<Ticket>(),
             Err(TicketError::NoServers)
         );
         let nine: Vec<&[u8]> = vec![b"ws://a"; 9];
-        let p = payload_with_servers(1, &nine);
+        let p = payload_with_servers(2, &nine);
         assert_eq!(
             encode_payload(&p).parse::<Ticket>(),
             Err(TicketError::TooManyServers(9))
         );
         let eight: Vec<&[u8]> = vec![b"ws://a"; 8];
-        let p = payload_with_servers(1, &eight);
+        let p = payload_with_servers(2, &eight);
         assert!(encode_payload(&p).parse::<Ticket>().is_ok());
     }
 
     #[test]
     fn refuses_bad_servers() {
-        let p = payload_with_servers(1, &[b"ws://\xff\xfe"]);
+        let p = payload_with_servers(2, &[b"ws://\xff\xfe"]);
         assert_eq!(
             encode_payload(&p).parse::<Ticket>(),
             Err(TicketError::ServerNotUtf8)
         );
         for bad in [&b"http://a"[..], b"ws://", b"", b"wss:/a", b"WS://a"] {
-            let p = payload_with_servers(1, &[b"ws://ok", bad]);
+            let p = payload_with_servers(2, &[b"ws://ok", bad]);
             assert!(
                 matches!(
                     encode_payload(&p).parse::<Ticket>(),
@@ -398,7 +568,7 @@ mod tests {
     #[test]
     fn never_panics_on_random_input() {
         let mut rng = rand::rng();
-        let alphabet = b"abcdefghijklmnopqrstuvwxyz234567ABCXYZ019 =!\xc3";
+        let alphabet = b"abcdefghijklmnopqrstuvwxyz234567ABCXYZ019 =!#:/\"'\xc3";
         for _ in 0..3000 {
             let len = rng.random_range(0..120);
             let body: Vec<u8> = (0..len)
@@ -408,19 +578,16 @@ mod tests {
             let _ = format!("ferry{body}").parse::<Ticket>();
             let _ = body.parse::<Ticket>();
         }
-        // Random payloads behind a valid version byte reach the deeper checks.
+        // Random payloads behind a valid version byte and checksum reach the
+        // deeper checks.
         for _ in 0..3000 {
             let mut payload = vec![0u8; rng.random_range(0..80)];
             rng.fill_bytes(&mut payload);
             if let Some(first) = payload.first_mut() {
-                *first = 1;
+                *first = TICKET_VERSION;
             }
             let _ = encode_payload(&payload).parse::<Ticket>();
-        }
-        // Every truncation of a valid ticket's text.
-        let text = sample().to_string();
-        for cut in 0..text.len() {
-            assert!(text[..cut].parse::<Ticket>().is_err());
+            let _ = encode_raw(&payload).parse::<Ticket>();
         }
     }
 }

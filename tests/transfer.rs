@@ -3,6 +3,7 @@
 mod common;
 
 use std::path::Path;
+use std::str::FromStr;
 
 use common::*;
 
@@ -191,6 +192,75 @@ fn bad_tickets_are_clear_errors() {
             out.stderr
         );
     }
+}
+
+/// One changed character of a live sender's ticket is refused at once (exit 2,
+/// one line) rather than waiting in a room nobody joins; the link `send`
+/// prints, pasted with quotes and a line break, works.
+#[test]
+fn typo_in_ticket_is_refused_at_once_and_the_link_works() {
+    let src = tempdir();
+    let dst = tempdir();
+    write(&src.path().join("note.txt"), b"typo check\n");
+    let sender = send(&[path_str(&src.path().join("note.txt"))], None);
+    let ticket = sender.ticket.clone();
+    let mut chars: Vec<char> = ticket.chars().collect();
+    let at = chars.len() / 2;
+    chars[at] = if chars[at] == 'a' { 'b' } else { 'a' };
+    let typo: String = chars.into_iter().collect();
+    let out = receive(&typo, &["--out", path_str(dst.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: this ticket has a typo: copy it again"
+    );
+    let mut swapped: Vec<char> = ticket.chars().collect();
+    let i = (10..swapped.len() - 1)
+        .find(|&i| swapped[i] != swapped[i + 1])
+        .unwrap();
+    swapped.swap(i, i + 1);
+    let swapped: String = swapped.into_iter().collect();
+    let out = receive(&swapped, &["--out", path_str(dst.path())]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("this ticket has a typo"),
+        "{}",
+        out.stderr
+    );
+
+    // The sender is still waiting; the link form (as the sender prints it,
+    // quoted, with the newline of a paste) reaches it.
+    let server = ferry::ticket::Ticket::from_str(&ticket).unwrap().servers[0].clone();
+    let link = format!("http://{}/#{ticket}", server.trim_start_matches("ws://"));
+    let out = receive(
+        &format!("'{link}'\n"),
+        &["--out", path_str(dst.path()), "--yes"],
+    );
+    let sent = sender.wait();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(sent.status.success(), "{}", sent.stderr);
+    assert!(
+        sent.stderr.contains(&link),
+        "the sender prints {link}: {}",
+        sent.stderr
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("note.txt")).unwrap(),
+        b"typo check\n"
+    );
+
+    // A version-1 ticket (no checksum) names its cause.
+    let mut v1 = vec![1u8];
+    v1.extend_from_slice(&[9; 32]);
+    v1.extend_from_slice(&[1, 6]);
+    v1.extend_from_slice(b"ws://x");
+    let v1 = format!(
+        "ferry{}",
+        data_encoding::BASE32_NOPAD.encode(&v1).to_ascii_lowercase()
+    );
+    let out = receive(&v1, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("older ferry"), "{}", out.stderr);
 }
 
 #[test]

@@ -223,7 +223,7 @@ async function receive(ticketText) {
   try {
     ticket = parseTicket(ticketText);
   } catch (e) {
-    setState('failed', `This link's ticket is not valid: ${e.message}.`);
+    setState('failed', `${e.message}.`); // e.g. "This ticket has a typo: copy it again."
     return finished(false);
   }
   let iceServers;

@@ -1,11 +1,12 @@
-// Tickets (PROTOCOL §1): "ferry" + base32 of [version][secret:32][n]([len][url])*,
-// and what both peers derive from the secret: the room id the server sees and
+// Tickets (PROTOCOL §1): "ferry" + base32 of [version][secret:32][n]([len][url])*
+// followed by the CRC-32 of those bytes, and what both peers derive from the secret: the room id the server sees and
 // the key that seals signaling, which it never sees.
 
 import { hkdfSha256, randomBytes } from './crypto.js';
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
-const VERSION = 1;
+const VERSION = 2;
+const OLD_VERSION = 1; // no checksum; refused with its own message
 const MAX_SERVERS = 8;
 const utf8 = new TextEncoder();
 
@@ -54,21 +55,69 @@ function base32Decode(text) {
   return Uint8Array.from(out);
 }
 
-/** Parse a ticket (surrounding whitespace and upper case accepted). */
+/** CRC-32 as in zlib and PNG (reflected 0xEDB88320); bitwise, a ticket is short. */
+export function crc32(bytes) {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let i = 0; i < 8; i++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const crcBytes = (bytes) => {
+  const c = crc32(bytes);
+  return [c >>> 24, (c >>> 16) & 0xff, (c >>> 8) & 0xff, c & 0xff];
+};
+
+const TYPO = 'this ticket has a typo: copy it again';
+
+/**
+ * What a paste or link adds around a ticket, as the CLI strips it: whitespace
+ * anywhere, quotes and angle brackets around it, and `http://host/#` before it.
+ */
+function stripPaste(input) {
+  let text = String(input).replace(/^[\s"'`<>]+|[\s"'`<>]+$/g, '');
+  const hash = text.lastIndexOf('#');
+  if (hash >= 0 && text.slice(0, hash).includes('://')) text = text.slice(hash + 1);
+  return text.replace(/\s+/g, '');
+}
+
+/**
+ * Parse a ticket (surrounding whitespace, quotes, a link and upper case
+ * accepted). The checksum is checked first, so any typo reads as one.
+ */
 export function parseTicket(input) {
-  const text = String(input).trim().toLowerCase();
+  const text = stripPaste(input).toLowerCase();
   if (!text.startsWith('ferry')) throw new TicketError('this is not a ferry ticket (it should start with "ferry")');
-  const bytes = base32Decode(text.slice(5));
-  if (!bytes) throw new TicketError('the ticket is damaged (not valid base32); copy it again');
-  let at = 0;
+  const raw = base32Decode(text.slice(5));
+  if (!raw || raw.length <= 4) throw new TicketError(TYPO);
+  const body = raw.subarray(0, raw.length - 4);
+  const check = crcBytes(body);
+  if (check.some((b, i) => b !== raw[body.length + i])) {
+    let old = false;
+    try {
+      old = raw[0] === OLD_VERSION && parseBody(raw) !== null;
+    } catch {
+      // not a well-formed version-1 ticket either
+    }
+    if (old) throw new TicketError('this ticket comes from an older ferry (ticket version 1): update ferry on the sending side, then send again');
+    throw new TicketError(TYPO);
+  }
+  if (body[0] !== VERSION) throw new TicketError(`ticket version ${body[0]} is not supported; update ferry`);
+  const { secret, servers } = parseBody(body);
+  return { secret, servers, text: 'ferry' + text.slice(5) };
+}
+
+/** The fields after the version byte, shared by versions 1 and 2. */
+function parseBody(bytes) {
+  let at = 1;
   const need = (n) => {
     if (at + n > bytes.length) throw new TicketError('the ticket is cut short; copy all of it');
     const slice = bytes.subarray(at, at + n);
     at += n;
     return slice;
   };
-  const version = need(1)[0];
-  if (version !== VERSION) throw new TicketError(`ticket version ${version} is not supported; update ferry`);
   const secret = need(32).slice();
   const count = need(1)[0];
   if (count === 0 || count > MAX_SERVERS) throw new TicketError(`the ticket names ${count} servers; 1 to ${MAX_SERVERS} are allowed`);
@@ -88,7 +137,7 @@ export function parseTicket(input) {
     servers.push(url);
   }
   if (at !== bytes.length) throw new TicketError('the ticket has trailing bytes');
-  return { secret, servers, text: 'ferry' + text.slice(5) };
+  return { secret, servers };
 }
 
 /** A fresh ticket naming `servers`. */
@@ -101,6 +150,7 @@ export function makeTicket(servers) {
     if (b.length > 255) throw new TicketError('server URL too long for a ticket');
     parts.push(b.length, ...b);
   }
+  parts.push(...crcBytes(parts));
   return { secret, servers: [...servers], text: 'ferry' + base32Encode(Uint8Array.from(parts)) };
 }
 

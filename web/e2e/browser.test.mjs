@@ -343,13 +343,20 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
     const page = await b.context.newPage();
     await page.goto(`${server.local}/#ferrynotaticket`);
     await waitState(page, 'failed').catch(() => {});
-    assert.match(await page.textContent('#status'), /not valid/);
+    assert.match(await page.textContent('#status'), /This ticket has a typo: copy it again/);
     await screenshot(page, 'error-bad-ticket');
 
     // The sender stops (Ctrl-C) while the page shows its offer.
     const first = ferry(['send', path.join(src, 'docs'), '--server', ws]);
     procs.push(first);
     const [, link] = await first.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
+    // The sender's real link with one character changed: refused at once, no waiting.
+    const at = link.length - 9;
+    const typo = link.slice(0, at) + (link[at] === 'a' ? 'b' : 'a') + link.slice(at + 1);
+    await page.goto('about:blank');
+    await page.goto(typo);
+    await waitState(page, 'failed');
+    assert.match(await page.textContent('#status'), /^This ticket has a typo: copy it again\.$/);
     await page.goto('about:blank');
     await page.goto(link);
     await page.waitForSelector('#save-download:visible', { timeout: 120_000 });
