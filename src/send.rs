@@ -74,7 +74,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
                     tracing::warn!("built-in rendezvous stopped: {e:#}");
                 }
             });
-            crate::net::reachable_urls("ws", bound)
+            crate::net::reachable_urls("ws", bound)?
         }
     };
     let ticket = Ticket::generate(servers.clone());
@@ -172,7 +172,11 @@ fn announce(ticket: &Ticket, servers: &[String], quiet: bool) {
     if quiet {
         return;
     }
-    eprintln!("On the other machine, run:\n\n    ferry receive {text}\n");
+    if crate::net::loopback_only(servers) {
+        eprintln!("Only this machine can use this ticket (its only address is loopback); run:\n\n    ferry receive {text}\n");
+    } else {
+        eprintln!("On the other machine, run:\n\n    ferry receive {text}\n");
+    }
     if let Some(http) = servers.first().and_then(|s| s.strip_prefix("ws://")) {
         let link = format!("http://{http}/#{text}");
         eprintln!("or open in a browser:\n\n    {link}\n");

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 pub use crate::signal::IceServer;
 use anyhow::{anyhow, bail, Context as _, Result};
 use bytes::BytesMut;
+use rtc::ice::mdns::MulticastDnsMode;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
@@ -278,6 +279,19 @@ impl Runtime for FerryRuntime {
     }
 }
 
+/// Whether webrtc's mDNS socket can be opened here, tried by opening the very
+/// socket webrtc opens (and closing it again).
+///
+/// In its default mode webrtc opens it for every connection, to resolve the
+/// `.local` host candidates browsers hide their addresses behind, and fails to
+/// build the connection when it can't. Joining 224.0.0.251 without naming an
+/// interface fails with ENODEV wherever no route covers the group: a host whose
+/// only interface is loopback (`unshare -n`, many containers), or one whose LAN
+/// has no default route. (webrtc offers no way to name the interface.)
+fn mdns_socket_opens() -> io::Result<()> {
+    rtc::mdns::MulticastSocket::new().into_std().map(drop)
+}
+
 /// A peer connection being negotiated.
 pub struct Transport {
     pc: Arc<dyn PeerConnection>,
@@ -320,6 +334,12 @@ impl Transport {
         let mut settings = SettingEngineBuilder::new();
         if let Some(mtu) = config.sctp_mtu {
             settings = settings.with_sctp_mtu(mtu);
+        }
+        if let Err(e) = mdns_socket_opens() {
+            // Where the group can't be joined no mDNS answer could arrive
+            // either; without this the connection could not be built at all.
+            tracing::debug!("mDNS is off ({e}): `.local` candidates will not be resolved");
+            settings = settings.with_multicast_dns_mode(MulticastDnsMode::Disabled);
         }
         let settings = settings
             // Loopback candidates let two processes on one machine connect
