@@ -239,16 +239,9 @@ fn strip_paste(input: &str) -> String {
 }
 
 /// CRC-32 as in zlib, PNG and Ethernet (reflected polynomial 0xEDB88320,
-/// initial value and final XOR 0xFFFFFFFF). Bitwise: a ticket is ~100 bytes.
+/// initial value and final XOR 0xFFFFFFFF), from `crc32fast`.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
+    crc32fast::hash(bytes)
 }
 
 fn check_server(server: &str) -> Result<(), TicketError> {
