@@ -78,6 +78,10 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         }
     };
     let ticket = Ticket::generate(servers.clone());
+    // Join the room before the ticket exists for anyone: a dead --server is
+    // then an error with no ticket printed, and the sender is always the
+    // room's first peer.
+    let mut signal = SignalClient::connect(&ticket).await?;
     announce(&ticket, &servers, common.quiet);
 
     let files = manifest.file_count();
@@ -90,7 +94,6 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     progress.say("waiting for the receiver...");
     // A receiver that vanishes (killed, network gone) may come back with the
     // same ticket and resume; anything else ends the command.
-    let mut signal = SignalClient::connect(&ticket).await?;
     let (roots, bytes, path) = loop {
         let link = match session::connect(&mut signal, ice.clone(), wait, &cancel).await {
             Ok(link) => link,
