@@ -41,24 +41,6 @@ struct Net {
     children: Vec<Child>,
 }
 
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (install iproute2 and iptables)",
-                args[0]
-            )
-        });
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Net {
     fn up(nat1: Nat, nat2: Nat) -> Net {
         // SAFETY: geteuid has no preconditions.

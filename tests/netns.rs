@@ -17,19 +17,6 @@ struct LoopbackOnly {
     name: String,
 }
 
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (install iproute2)", args[0]));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl LoopbackOnly {
     fn new(lo_up: bool) -> LoopbackOnly {
         // SAFETY: geteuid has no preconditions.

@@ -12,7 +12,11 @@ const MIB: u64 = 1 << 20;
 const SIZE: u64 = 300 * MIB;
 
 fn state_blocks(dir: &Path, name: &str) -> u64 {
-    let state = dir.join(format!(".{name}.ferry-state"));
+    logged_blocks(&dir.join(format!(".{name}.ferry-state")))
+}
+
+/// Blocks recorded in a state log (16-byte header, 48-byte records).
+fn logged_blocks(state: &Path) -> u64 {
     state
         .metadata()
         .map(|m| m.len().saturating_sub(16) / 48)
@@ -238,9 +242,7 @@ fn a_name_at_the_byte_limit_resumes() {
     let mut first = spawn_receive(&sender.ticket, dst.path());
     let mut held = 0;
     for _ in 0..6000 {
-        held = long_state_log(dst.path())
-            .and_then(|p| p.metadata().ok())
-            .map_or(0, |m| m.len().saturating_sub(16) / 48);
+        held = long_state_log(dst.path()).map_or(0, |p| logged_blocks(&p));
         if held >= 16 {
             break;
         }
@@ -249,9 +251,7 @@ fn a_name_at_the_byte_limit_resumes() {
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(held >= 16, "the first run never logged 16 blocks");
-    let held = long_state_log(dst.path())
-        .and_then(|p| p.metadata().ok())
-        .map_or(0, |m| m.len().saturating_sub(16) / 48);
+    let held = long_state_log(dst.path()).map_or(0, |p| logged_blocks(&p));
     let recv = receive(&sender.ticket, &["--out", path_str(dst.path()), "--json"]);
     let sent = sender.wait();
     assert!(recv.status.success(), "{}", recv.stderr);

@@ -12,6 +12,26 @@ pub mod mitm;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
+/// Runs a system command (`ip`, `iptables`, `sysctl`) that must succeed, for
+/// the tests that build network namespaces.
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (install iproute2 and iptables)",
+                args[0]
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn ferry() -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env("RUST_LOG", "warn").env_remove("RUST_BACKTRACE");
