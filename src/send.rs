@@ -175,11 +175,12 @@ fn announce(ticket: &Ticket, servers: &[String], quiet: bool) {
     if quiet {
         return;
     }
-    if crate::net::loopback_only(servers) {
-        eprintln!("Only this machine can use this ticket (its only address is loopback); run:\n\n    ferry receive {text}\n");
+    let whom = if crate::net::loopback_only(servers) {
+        "Only this machine can use this ticket (its only address is loopback); run:"
     } else {
-        eprintln!("On the other machine, run:\n\n    ferry receive {text}\n");
-    }
+        "On the other machine, run:"
+    };
+    eprintln!("{whom}\n\n    ferry receive {text}\n");
     if let Some(http) = servers.first().and_then(|s| s.strip_prefix("ws://")) {
         let link = format!("http://{http}/#{text}");
         eprintln!("or open in a browser:\n\n    {link}\n");
