@@ -91,24 +91,41 @@ function showTransfer() {
 function finished(ok) {
   $('cancel').hidden = true;
   $('again').hidden = false;
+  Meter.current?.stop();
   if (ok) return;
   $('offer-actions').hidden = true;
   // The link no longer leads anywhere, and a rate or time left would be stale.
   $('share').hidden = true;
-  const progress = $('progress-text');
-  if (!$('progress-box').hidden) progress.textContent = `Stopped at ${progress.textContent.split(' · ')[0]}.`;
+  if (Meter.current) $('progress-text').textContent = `Stopped at ${Meter.current.shown()}.`;
 }
 
 /** Progress with a rate over the last few seconds, so it reacts to changes. */
 class Meter {
+  /** The transfer's meter; `finished` stops it so no late redraw overwrites the outcome. */
+  static current = null;
+
   constructor(total, start = 0) {
+    Meter.current?.stop();
+    Meter.current = this;
     this.total = total;
+    this.done = start;
+    this.stopped = false;
     this.samples = [[performance.now(), start]];
     this.last = 0;
     this.update(start); // show the bar at once, before the first block
   }
 
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.trailing);
+  }
+
+  shown() {
+    return `${formatBytes(this.done)} of ${formatBytes(this.total)}`;
+  }
+
   update(done) {
+    if (this.stopped) return;
     const now = performance.now();
     clearTimeout(this.trailing);
     if (now - this.last < 200 && done < this.total) {
@@ -118,6 +135,7 @@ class Meter {
       return;
     }
     this.last = now;
+    this.done = done;
     this.samples.push([now, done]);
     while (this.samples.length > 2 && now - this.samples[0][0] > 3000) this.samples.shift();
     const [t0, d0] = this.samples[0];
@@ -126,7 +144,7 @@ class Meter {
     $('progress').value = this.total ? done / this.total : 1;
     const eta = rate > 0 ? formatDuration((this.total - done) / rate) : '';
     $('progress-text').textContent =
-      `${formatBytes(done)} of ${formatBytes(this.total)}` +
+      this.shown() +
       (rate > 0 ? ` · ${formatBytes(rate)}/s` : '') +
       (eta && done < this.total ? ` · ${eta} left` : '');
   }

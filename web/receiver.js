@@ -250,6 +250,8 @@ export class Receiver {
         f.writer ??= await this.sink.openFile(f.entry);
         await f.writer.write(data);
         f.nextBlock += 1;
+        // The transfer may have failed while the write was pending.
+        if (this.phase !== 'receiving') return;
         this.onEvent({ type: 'progress', ...this.stats });
         continue;
       }

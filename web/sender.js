@@ -224,6 +224,8 @@ export class Sender {
       const wait = this.#send(encodeData(data.subarray(at, at + DATA_PAYLOAD)));
       if (wait) await wait;
     }
+    // A cancel may have come while the last piece waited for room.
+    if (this.phase !== 'sending') return;
     this.stats.sent += data.length;
     this.onEvent({ type: 'progress', ...this.stats });
   }
