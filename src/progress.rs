@@ -40,15 +40,11 @@ impl Progress {
         }
     }
 
+    /// The offer is accepted: size the bar. It is drawn from [`begin`](Self::begin).
     pub fn start(&mut self, total: u64, already: u64, path: &str) {
         self.set_path(path);
-        if self.visible {
-            self.bar
-                .set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
-        }
         self.bar.set_length(total);
         self.bar.set_position(already);
-        self.bar.reset_eta();
         if already > 0 && already >= total {
             self.say(&format!(
                 "all {} is already here and re-verified; confirming with the sender",
@@ -60,6 +56,17 @@ impl Progress {
                 HumanBytes(already),
                 HumanBytes(total)
             ));
+        }
+    }
+
+    /// The first payload byte: draw the bar, its rate and ETA counted from
+    /// now (not from the time the receiver spent at its prompt).
+    pub fn begin(&mut self) {
+        self.bar.reset_elapsed();
+        self.bar.reset_eta();
+        if self.visible {
+            self.bar
+                .set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
         }
     }
 
@@ -81,21 +88,17 @@ impl Progress {
         if self.quiet {
             return;
         }
-        let secs = summary.seconds.max(1e-6);
-        let rate = summary.moved as f64 / secs / 1e6;
+        let path = match summary.path.as_str() {
+            "relay" => "relayed through a TURN server".to_string(),
+            other => format!("{other} path"),
+        };
         eprintln!(
-            "{} {} file{}, {} in {} ({rate:.1} MB/s, path: {}{})",
+            "{} {} file{}, {}{} ({path})",
             summary.verb,
             summary.files,
             if summary.files == 1 { "" } else { "s" },
             HumanBytes(summary.bytes),
-            HumanDuration(Duration::from_secs_f64(secs)),
-            summary.path,
-            if summary.path == "relay" {
-                ", relayed through a TURN server"
-            } else {
-                ""
-            },
+            timing(summary.moved, summary.seconds),
         );
         if summary.moved == 0 && summary.bytes > 0 {
             eprintln!(
@@ -122,4 +125,23 @@ pub struct Summary {
     pub moved: u64,
     pub seconds: f64,
     pub path: String,
+}
+
+/// " in 1.4 s at 71.2 MiB/s": the bytes this run moved, timed from its first
+/// one. Nothing for a run that moved nothing; no rate for one too quick to
+/// time honestly.
+fn timing(moved: u64, seconds: f64) -> String {
+    if moved == 0 {
+        return String::new();
+    }
+    if seconds < 0.1 {
+        return " in under 0.1 s".into();
+    }
+    let took = if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else {
+        HumanDuration(Duration::from_secs_f64(seconds)).to_string()
+    };
+    let rate = HumanBytes((moved as f64 / seconds) as u64);
+    format!(" in {took} at {rate}/s")
 }

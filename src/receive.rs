@@ -18,7 +18,7 @@ use crate::progress::{Progress, Summary};
 use crate::proto::hash::Cv;
 use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
 use crate::resume::{self, StateLog};
-use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
+use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch};
 use crate::signal::SignalClient;
 use crate::ticket::Ticket;
 use crate::transport::{Incoming, Link};
@@ -36,6 +36,8 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
     if let Some(server) = &common.server {
         ticket.servers.insert(0, server.clone());
     }
+    let out = args.out.clone();
+    tokio::task::spawn_blocking(move || check_out(&out)).await??;
     let cancel = session::cancel_on_ctrl_c();
     let ice = session::ice_servers(&common)?;
     let wait = Duration::from_secs(args.timeout);
@@ -58,8 +60,8 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         force: args.force,
         ask: !args.yes && std::io::stdin().is_terminal(),
     };
-    let started = Instant::now();
     let mut ctx = Ctx {
+        first_byte: None,
         opts,
         progress,
         roots: BTreeMap::new(),
@@ -80,7 +82,8 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         files: manifest.file_count(),
         bytes: total_size(&manifest, &core),
         moved: core.stats.bytes_received,
-        seconds: started.elapsed().as_secs_f64(),
+        // From the first payload byte: time at the prompt is not transfer time.
+        seconds: ctx.first_byte.map_or(0.0, |t| t.elapsed().as_secs_f64()),
         path: ctx.path.clone(),
     };
     ctx.progress.finish(&summary);
@@ -116,6 +119,8 @@ struct Ctx {
     manifest: Option<Manifest>,
     locked: HashSet<u32>,
     path: String,
+    /// When the first data message arrived.
+    first_byte: Option<Instant>,
 }
 
 enum WriteCmd {
@@ -168,10 +173,19 @@ async fn pump(
         while let Some(action) = core.poll_action() {
             let step: Result<()> = match action {
                 ReceiverAction::SendControl(msg) => link.send_control(&msg.encode()).await,
-                ReceiverAction::Offer(manifest) => match decide(&manifest, ctx).await {
+                ReceiverAction::Offer(manifest) => match decide(&manifest, ctx, cancel).await {
                     Ok(plan) => start(core, ctx, manifest, plan, &write_tx).await,
+                    Err(e) if e.is::<Interrupted>() => {
+                        core.abort(ProtoError::Local("the receiver was interrupted".into()));
+                        finished = Some(Err(e));
+                        Ok(())
+                    }
                     Err(e) => {
-                        core.decline(&format!("{e:#}"));
+                        // The sender gets the short form, about this side.
+                        let why = e
+                            .downcast_ref::<Refused>()
+                            .map_or_else(|| format!("{e:#}"), |r| r.for_sender.clone());
+                        core.decline(&why);
                         finished = Some(Err(e));
                         Ok(())
                     }
@@ -186,10 +200,16 @@ async fn pump(
                     let rel = entry_path(ctx, file);
                     if ctx.locked.contains(&file) {
                         let path = ctx.opts.out.join(&rel);
-                        Err(anyhow!(
-                            "{} already exists with different content; use --force to replace it",
-                            path.display()
-                        ))
+                        core.decline(&format!("{rel} already exists there with other content"));
+                        finished = Some(Err(Refused {
+                            message: format!(
+                                "{} already exists with different content; use --force to replace it, or --out DIR",
+                                path.display()
+                            ),
+                            for_sender: String::new(),
+                        }
+                        .into()));
+                        Ok(())
                     } else {
                         ctx.progress.file(&rel);
                         ctx.progress.advance(data.len() as u64);
@@ -291,7 +311,13 @@ async fn pump(
                     Ok(msg) => core.handle_control(msg),
                     Err(e) => core.abort(ProtoError::Protocol(e.to_string())),
                 },
-                Incoming::Data(lane, bytes) => core.handle_lane_data(lane, &bytes),
+                Incoming::Data(lane, bytes) => {
+                    if ctx.first_byte.is_none() {
+                        ctx.first_byte = Some(Instant::now());
+                        ctx.progress.begin();
+                    }
+                    core.handle_lane_data(lane, &bytes)
+                }
                 Incoming::Lost(reason) => break Err(lost_sender(&reason)),
             },
             event = lanes.next() => match event {
@@ -375,7 +401,7 @@ fn entry_path(ctx: &Ctx, file: u32) -> String {
 }
 
 /// Show the offer, check it fits and overwrites nothing, and ask if we may.
-async fn decide(manifest: &Manifest, ctx: &mut Ctx) -> Result<Plan> {
+async fn decide(manifest: &Manifest, ctx: &mut Ctx, cancel: &CancellationToken) -> Result<Plan> {
     let files = manifest.file_count();
     let dirs = manifest.entries.len() - files;
     let mut lines = vec![format!(
@@ -407,17 +433,99 @@ async fn decide(manifest: &Manifest, ctx: &mut Ctx) -> Result<Plan> {
 
     if ctx.opts.ask {
         let question = format!("Accept and save into {}? [Y/n] ", ctx.opts.out.display());
-        let answer = tokio::task::spawn_blocking(move || {
+        // A thread of its own, so Ctrl-C need not wait for Enter: the
+        // process exits with the read still blocked.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
             eprint!("{question}");
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map(|_| line)
-        })
-        .await??;
+            let _ = tx.send(std::io::stdin().read_line(&mut line).map(|_| line));
+        });
+        let answer = tokio::select! {
+            answer = rx => answer.map_err(|_| anyhow!("the question was not answered"))??,
+            _ = cancel.cancelled() => {
+                eprintln!();
+                return Err(Interrupted.into());
+            }
+        };
         if matches!(answer.trim().to_lowercase().as_str(), "n" | "no") {
-            bail!(UsageError("declined".into()));
+            return Err(Refused {
+                message: "declined; nothing was written".into(),
+                for_sender: "its user said no".into(),
+            }
+            .into());
         }
     }
     Ok(plan)
+}
+
+/// This receiver turns an offer down: `message` for its user, and the short
+/// form its cancel carries to the sender ("x.bin already exists there").
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Refused {
+    message: String,
+    for_sender: String,
+}
+
+/// Before connecting: `--out` is a folder, or can be made (it is created
+/// only once an offer is accepted), and we can write there.
+fn check_out(out: &Path) -> Result<()> {
+    // The folder itself, or the nearest existing one above it.
+    let mut dir = out;
+    loop {
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) if dir == out => bail!(
+                "--out {} is a file, not a folder; give a folder (a missing one is created)",
+                out.display()
+            ),
+            Ok(_) => bail!(
+                "--out {}: {} is a file, so the folder can't be made there; give another --out",
+                out.display(),
+                dir.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                dir = match dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => bail!("cannot use --out {}: {e}", out.display()),
+        }
+    }
+    // Permission bits don't tell root, a read-only mount or an immutable
+    // folder apart: try it.
+    let probe = dir.join(format!(
+        ".ferry-probe-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => bail!(
+            "cannot write into {} ({}); give a folder you can write to with --out",
+            dir.display(),
+            io_reason(&e)
+        ),
+    }
+}
+
+/// An I/O error's text without the "(os error N)" tail.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_lowercase(),
+        None => text,
+    }
 }
 
 /// What the disk already holds for an offer.
@@ -445,7 +553,15 @@ fn preflight(out: &Path, manifest: &Manifest, force: bool) -> Result<Plan> {
         let held = match existing {
             Some(meta) if !force => {
                 if !meta.is_file() || meta.len() != size {
-                    return Err(FilesError::Exists { path: target }.into());
+                    return Err(Refused {
+                        message: format!(
+                            "{} already exists in {}; use --force to replace it, or --out DIR",
+                            e.path,
+                            out.display()
+                        ),
+                        for_sender: format!("{} already exists there", e.path),
+                    }
+                    .into());
                 }
                 plan.locked.insert(i as u32);
                 resume::held_in_file(&target, size, manifest.block_size)?
@@ -466,12 +582,16 @@ fn preflight(out: &Path, manifest: &Manifest, force: bool) -> Result<Plan> {
     let need = manifest.total_bytes().saturating_sub(have_bytes);
     let free = files::available_space(out)?;
     if need > free {
-        bail!(
-            "not enough space in {}: the transfer needs {} more and {} is free",
-            out.display(),
-            HumanBytes(need),
-            HumanBytes(free)
-        );
+        return Err(Refused {
+            message: format!(
+                "not enough space in {}: the transfer needs {} more and {} is free; free some space or use --out DIR",
+                out.display(),
+                HumanBytes(need),
+                HumanBytes(free)
+            ),
+            for_sender: format!("it has no room for {} (not enough space)", HumanBytes(need)),
+        }
+        .into());
     }
     Ok(plan)
 }

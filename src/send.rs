@@ -3,11 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use bytes::{Bytes, BytesMut};
+use indicatif::HumanBytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -87,59 +89,88 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     let files = manifest.file_count();
     let names: Vec<String> = manifest.entries.iter().map(|e| e.path.clone()).collect();
     let wait = args.timeout.map(Duration::from_secs);
-    // Timed from the first connection: waiting for someone to paste the ticket is not transfer time.
-    let mut started = None;
-    let mut moved = 0u64;
     let mut progress = Progress::new("sending", common.quiet);
     progress.say("waiting for the receiver...");
-    // A receiver that vanishes (killed, network gone) may come back with the
-    // same ticket and resume; anything else ends the command.
-    let (roots, bytes, path) = loop {
-        let link = match session::connect(&mut signal, ice.clone(), wait, &cancel).await {
+    // Whatever a receiver does (declines, fails, lies, vanishes), the ticket
+    // stays open for the next one; only success, Ctrl-C, --timeout or a
+    // failure of our own ends the command.
+    let stdin = sources
+        .iter()
+        .any(|s| matches!(s, Source::Stdin))
+        .then(StdinReader::new);
+    let mut retry = Retry::default();
+    let mut attempted = false;
+    let (roots, bytes, path, seconds, moved) = loop {
+        if let Some(pause) = retry.pause() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = cancel.cancelled() => return Err(Interrupted.into()),
+            }
+        }
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        if attempted {
+            settle(&mut signal, deadline, &cancel).await?;
+        }
+        attempted = true;
+        let left = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+        let link = match session::connect(&mut signal, ice.clone(), left, &cancel).await {
             Ok(link) => link,
             Err(e) if e.is::<PeerLost>() => {
-                progress.say(&format!(
-                    "{e:#}; waiting for the receiver to try again (Ctrl-C to stop)"
-                ));
+                retry.failed(&progress, &format!("{e:#}"));
                 continue;
             }
             Err(e) => return Err(e),
         };
         let path = link.path().await;
-        started.get_or_insert_with(Instant::now);
         progress.say(&format!("connected ({} path)", path.as_str()));
         let caps = session::capabilities(&link);
         let mut core = Sender::with_lanes(manifest.clone(), DEFAULT_WINDOW, caps);
-        progress.start(manifest.total_bytes(), 0, path.as_str());
+        let mut timing = Attempt::new(path.as_str());
+        let offer = Offer {
+            sources: &sources,
+            stdin: stdin.as_ref(),
+            names: &names,
+        };
+        progress.say(&offer.describe(&manifest));
         let outcome = pump(
             &mut core,
             link,
             &mut signal,
-            &sources,
-            &names,
+            &offer,
             &mut progress,
+            &mut timing,
             &cancel,
         )
         .await;
-        moved += core.stats.bytes_queued;
+        if timing.first_byte.is_some() {
+            // A transfer got going: the receiver works; the next failure is news.
+            retry.reset();
+        }
         match outcome {
-            Ok((roots, bytes)) => break (roots, bytes, path),
-            Err(e) if e.is::<PeerLost>() && sources.iter().any(|s| matches!(s, Source::Stdin)) => {
-                progress.abandon();
-                return Err(
-                    e.context("standard input can't be read twice, so this transfer can't resume")
-                );
+            // The summary is about the receiver that got it all.
+            Ok((roots, bytes)) => {
+                break (
+                    roots,
+                    bytes,
+                    path,
+                    timing.seconds(),
+                    core.stats.bytes_queued,
+                )
             }
-            Err(e) if e.is::<PeerLost>() => {
+            Err(e) if !receiver_side(&e) => {
                 progress.abandon();
-                progress = Progress::new("sending", common.quiet);
-                progress.say(&format!(
-                    "{e}; waiting for the receiver to run the same command again (Ctrl-C to stop)"
+                return Err(e);
+            }
+            Err(e) if stdin.as_ref().is_some_and(StdinReader::consumed) => {
+                progress.abandon();
+                return Err(e.context(
+                    "standard input can't be read twice, so this transfer can't be offered again",
                 ));
             }
             Err(e) => {
                 progress.abandon();
-                return Err(e);
+                progress = Progress::new("sending", common.quiet);
+                retry.failed(&progress, &receiver_outcome(&e));
             }
         }
     };
@@ -149,7 +180,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         files,
         bytes,
         moved,
-        seconds: started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        seconds,
         path: path.as_str().into(),
     };
     progress.finish(&summary);
@@ -194,6 +225,188 @@ fn announce(ticket: &Ticket, servers: &[String], quiet: bool) {
             }
         }
     }
+}
+
+/// What this command offers, for every attempt.
+#[derive(Clone, Copy)]
+struct Offer<'a> {
+    sources: &'a [Source],
+    stdin: Option<&'a StdinReader>,
+    names: &'a [String],
+}
+
+impl Offer<'_> {
+    /// "offering big.iso (100 MiB); waiting for the receiver to accept".
+    fn describe(&self, manifest: &Manifest) -> String {
+        let files = manifest.file_count();
+        let stream = manifest
+            .entries
+            .iter()
+            .any(|e| e.kind == EntryKind::File && e.size.is_none());
+        let size = if stream {
+            "a stream".to_string()
+        } else {
+            HumanBytes(manifest.total_bytes()).to_string()
+        };
+        let what = match files {
+            1 => manifest
+                .entries
+                .iter()
+                .zip(self.names)
+                .find(|(e, _)| e.kind == EntryKind::File)
+                .map_or_else(String::new, |(_, name)| name.clone()),
+            n => format!("{n} files"),
+        };
+        format!("offering {what} ({size}); waiting for the receiver to accept")
+    }
+}
+
+/// One receiver's attempt: the path, and the time from its first payload
+/// byte (waiting at its prompt is not transfer time) to its end.
+struct Attempt {
+    path: &'static str,
+    first_byte: Option<Instant>,
+    end: Option<Instant>,
+}
+
+impl Attempt {
+    fn new(path: &'static str) -> Attempt {
+        Attempt {
+            path,
+            first_byte: None,
+            end: None,
+        }
+    }
+
+    fn begin(&mut self) {
+        self.first_byte = Some(Instant::now());
+    }
+
+    fn end(&mut self) {
+        self.end = Some(Instant::now());
+    }
+
+    /// Zero when no payload moved (everything was already there).
+    fn seconds(&self) -> f64 {
+        match (self.first_byte, self.end) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            (Some(a), None) => a.elapsed().as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// The first pause between failed attempts; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Back-off between failed attempts, and saying a repeated failure once.
+#[derive(Default)]
+struct Retry {
+    /// Failed attempts since a transfer last got going.
+    failures: u32,
+    last: Option<String>,
+    repeats: u64,
+}
+
+impl Retry {
+    fn pause(&self) -> Option<Duration> {
+        let n = self.failures.checked_sub(1)?;
+        let factor = 1u32.checked_shl(n).unwrap_or(u32::MAX);
+        Some(RETRY_FIRST.saturating_mul(factor).min(RETRY_MAX))
+    }
+
+    fn failed(&mut self, progress: &Progress, what: &str) {
+        self.failures = self.failures.saturating_add(1);
+        if self.last.as_deref() == Some(what) {
+            self.repeats += 1;
+            // At 10, 100, 1000...: a stuck receiver stays visible without a line per try.
+            let digits = self.repeats.to_string();
+            if digits.len() > 1 && digits[1..].bytes().all(|b| b == b'0') && digits.starts_with('1')
+            {
+                progress.say(&format!("the same again ({} times in a row)", self.repeats));
+            }
+            return;
+        }
+        self.last = Some(what.to_string());
+        self.repeats = 1;
+        progress.say(&format!(
+            "{what}; waiting for the next receiver (Ctrl-C to stop)"
+        ));
+    }
+
+    fn reset(&mut self) {
+        *self = Retry::default();
+    }
+}
+
+/// After an attempt, wait until the receiver that was in the room leaves
+/// or tries again (nobody else can join while it is there). Uses no CPU.
+async fn settle(
+    signal: &mut SignalClient,
+    deadline: Option<tokio::time::Instant>,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    if !signal.peer_present() {
+        return Ok(());
+    }
+    let until = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        changed = signal.wait_for_change() => Ok(changed?),
+        _ = until => Err(anyhow!(
+            "the last receiver stayed in the room for the --timeout without trying again, and nobody else can join meanwhile"
+        )),
+        _ = cancel.cancelled() => Err(Interrupted.into()),
+    }
+}
+
+/// Whether an attempt ended because of the receiver (it declined, was
+/// interrupted, lied, vanished, or could not be reached): the sender then
+/// waits for another. Its own failures (a source it cannot read) end it.
+fn receiver_side(e: &anyhow::Error) -> bool {
+    if e.is::<PeerLost>() {
+        return true;
+    }
+    !matches!(
+        e.downcast_ref::<ProtoError>(),
+        None | Some(ProtoError::Local(_) | ProtoError::SourceChanged(_))
+    )
+}
+
+/// One line about how a receiver's attempt ended, for the sender's user.
+fn receiver_outcome(e: &anyhow::Error) -> String {
+    let line = match e.downcast_ref::<ProtoError>() {
+        Some(ProtoError::PeerCancelled(reason)) => {
+            if let Some(why) = reason.strip_prefix("the transfer was declined: ") {
+                format!("the receiver declined: {why}")
+            } else if reason.starts_with("the receiver") {
+                reason.clone()
+            } else {
+                format!("the receiver stopped: {reason}")
+            }
+        }
+        Some(other) => format!("dropped the receiver: {other}"),
+        None => format!("{e:#}"),
+    };
+    one_line(&line)
+}
+
+/// A peer's text on one short line: no control characters, at most 200 characters.
+fn one_line(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
 }
 
 async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
@@ -258,11 +471,16 @@ async fn pump(
     core: &mut Sender,
     mut link: crate::transport::Link,
     signal: &mut SignalClient,
-    sources: &[Source],
-    names: &[String],
+    offer: &Offer<'_>,
     progress: &mut Progress,
+    timing: &mut Attempt,
     cancel: &CancellationToken,
 ) -> Result<(BTreeMap<String, String>, u64)> {
+    let Offer {
+        sources,
+        stdin,
+        names,
+    } = *offer;
     let (read_tx, mut read_rx) = mpsc::unbounded_channel::<ReadDone>();
     // One writer task per data channel (the main one, then each lane as it
     // opens); a finished block goes to whichever has room first.
@@ -272,10 +490,6 @@ async fn pump(
     let mut new_channel = None;
     let mut main_sends_data = true;
     let mut open: HashMap<u32, Arc<SourceFile>> = HashMap::new();
-    let stdin = sources
-        .iter()
-        .any(|s| matches!(s, Source::Stdin))
-        .then(|| StdinReader::new(read_tx.clone()));
     let mut roots = BTreeMap::new();
     let mut total = 0u64;
     let mut watch = PeerWatch::default();
@@ -285,13 +499,13 @@ async fn pump(
             match action {
                 SenderAction::SendControl(msg) => {
                     if let Err(e) = link.send_control(&msg.encode()).await {
-                        finished = Some(Err(e));
+                        finished = Some(Err(PeerLost(format!("lost the receiver: {e:#}")).into()));
                         break;
                     }
                 }
                 SenderAction::Read(req) => match &sources[req.file as usize] {
-                    Source::Stdin => match &stdin {
-                        Some(stdin) => stdin.read(req),
+                    Source::Stdin => match stdin {
+                        Some(stdin) => stdin.read(req, read_tx.clone()),
                         None => {
                             core.read_failed(ProtoError::Local("internal: no stdin reader".into()))
                         }
@@ -325,7 +539,10 @@ async fn pump(
                         lanes.offer(&link, lane, mtu);
                     }
                 }
-                SenderAction::Finished => finished = Some(Ok(())),
+                SenderAction::Finished => {
+                    timing.end();
+                    finished = Some(Ok(()));
+                }
                 SenderAction::Failed(e) => finished = Some(Err(anyhow!(e))),
             }
         }
@@ -381,10 +598,15 @@ async fn pump(
                 LaneEvent::Open(_, Err(e)) => tracing::warn!("{e:#}; going on without it"),
             },
             permit = reserve_any(&data_txs), if core.has_data() => {
-                let Some(permit) = permit else { break Err(anyhow!("the data channel closed")) };
+                let Some(permit) = permit else { break Err(PeerLost("lost the receiver: the data channel closed".into()).into()) };
                 if let Some(item) = core.poll_data() {
                     match &item {
                         DataItem::Block { file, data, .. } => {
+                            if timing.first_byte.is_none() {
+                                timing.begin();
+                                progress.start(core.manifest().total_bytes(), core.stats.bytes_skipped, timing.path);
+                                progress.begin();
+                            }
                             progress.file(&names[*file as usize]);
                             progress.advance(data.len() as u64);
                         }
@@ -450,17 +672,23 @@ async fn write_data(
 }
 
 /// Standard input, read block by block on a thread of its own (reads of a
-/// pipe block and can't be positioned).
+/// pipe block and can't be positioned). It lives as long as the command, so
+/// an offer declined before any read can be made again.
 struct StdinReader {
-    requests: std::sync::mpsc::Sender<ReadRequest>,
+    requests: std::sync::mpsc::Sender<(ReadRequest, mpsc::UnboundedSender<ReadDone>)>,
+    /// Bytes taken from standard input so far.
+    consumed: Arc<AtomicU64>,
 }
 
 impl StdinReader {
-    fn new(done: mpsc::UnboundedSender<ReadDone>) -> StdinReader {
-        let (requests, rx) = std::sync::mpsc::channel::<ReadRequest>();
+    fn new() -> StdinReader {
+        let (requests, rx) =
+            std::sync::mpsc::channel::<(ReadRequest, mpsc::UnboundedSender<ReadDone>)>();
+        let consumed = Arc::new(AtomicU64::new(0));
+        let count = consumed.clone();
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
-            while let Ok(req) = rx.recv() {
+            while let Ok((req, done)) = rx.recv() {
                 let mut buf = BytesMut::zeroed(req.len as usize);
                 let mut filled = 0;
                 let result = loop {
@@ -469,7 +697,10 @@ impl StdinReader {
                     }
                     match stdin.read(&mut buf[filled..]) {
                         Ok(0) => break Ok(()),
-                        Ok(n) => filled += n,
+                        Ok(n) => {
+                            filled += n;
+                            count.fetch_add(n as u64, Ordering::Relaxed);
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => break Err(e),
                     }
@@ -483,15 +714,19 @@ impl StdinReader {
                             path: "standard input".into(),
                             source: e,
                         });
-                if done.send(ReadDone { req, result }).is_err() {
-                    return;
-                }
+                // An attempt that ended no longer listens; the next one may.
+                let _ = done.send(ReadDone { req, result });
             }
         });
-        StdinReader { requests }
+        StdinReader { requests, consumed }
     }
 
-    fn read(&self, req: ReadRequest) {
-        let _ = self.requests.send(req);
+    fn read(&self, req: ReadRequest, done: mpsc::UnboundedSender<ReadDone>) {
+        let _ = self.requests.send((req, done));
+    }
+
+    /// Whether any of standard input was read: it can't be offered again.
+    fn consumed(&self) -> bool {
+        self.consumed.load(Ordering::Relaxed) > 0
     }
 }

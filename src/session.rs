@@ -119,10 +119,10 @@ pub async fn connect(
                 driver_threads: 1 + crate::lanes::wanted() as usize,
                 sctp_mtu: None,
             };
-            let mut transport = Transport::new(&config).await?;
-            match signal.position() {
+            let transport = match signal.position() {
                 // The second to arrive makes the offer: the first is already listening.
                 Position::Second => {
+                    let mut transport = Transport::new(&config).await?;
                     let sdp = transport.create_offer().await?;
                     let session = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 8]>());
                     let offer = SignalMessage::Description {
@@ -137,6 +137,7 @@ pub async fn connect(
                     )
                     .await?;
                     transport.accept_answer(answer).await?;
+                    transport
                 }
                 Position::First => {
                     let (offer, session) = within_description_timeout(
@@ -144,6 +145,8 @@ pub async fn connect(
                         "the peer joined but sent no offer",
                     )
                     .await?;
+                    // Built only now: a peer that never offers costs nothing.
+                    let mut transport = Transport::new(&config).await?;
                     let sdp = transport.accept_offer(offer).await?;
                     let answer = SignalMessage::Description {
                         sdp_type: "answer".into(),
@@ -151,8 +154,9 @@ pub async fn connect(
                         session,
                     };
                     signal.send(&answer).await?;
+                    transport
                 }
-            }
+            };
             // A peer that vanishes now would otherwise hold us until ICE gives up.
             let mut watch = PeerWatch::default();
             tokio::select! {

@@ -369,6 +369,25 @@ impl SignalClient {
         Ok(())
     }
 
+    /// Returns once the peer in the room leaves, is replaced, or sends
+    /// something (kept for [`recv`](Self::recv)): after a failed attempt,
+    /// the next one starts from news rather than from stale state.
+    pub async fn wait_for_change(&mut self) -> Result<(), SignalError> {
+        if !self.pending.is_empty() || !self.peer_present {
+            return Ok(());
+        }
+        match self.next_server_message().await? {
+            ServerMessage::PeerJoined => self.on_peer_joined(),
+            ServerMessage::Relay { data } => self.pending.push_back(data),
+            ServerMessage::PeerLeft => {
+                self.peer_present = false;
+                self.pending.clear();
+            }
+            other => self.unexpected(other)?,
+        }
+        Ok(())
+    }
+
     /// Seals `msg` with our role's associated data and relays it to the peer.
     pub async fn send(&mut self, msg: &SignalMessage) -> Result<(), SignalError> {
         let aad = associated_data(&self.room_id, self.position.role());

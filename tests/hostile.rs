@@ -319,9 +319,12 @@ struct LyingReceiver {
 }
 
 impl LyingReceiver {
-    /// Start `ferry send PATHS...`, connect to it and read its offer.
+    /// Start `ferry send PATHS... --timeout 2`, connect to it and read its
+    /// offer. The sender outlives the liar: it waits for the next receiver
+    /// and gives up only after the --timeout with nobody.
     async fn start(paths: &[&Path]) -> LyingReceiver {
-        let args: Vec<String> = paths.iter().map(|p| path_str(p).to_string()).collect();
+        let mut args: Vec<String> = paths.iter().map(|p| path_str(p).to_string()).collect();
+        args.extend(["--timeout".to_string(), "2".to_string()]);
         let sender = tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             send(&args, None)
@@ -359,7 +362,8 @@ impl LyingReceiver {
         assert!(self.text(&Control::Accept { have: vec![] }.encode()).await);
     }
 
-    /// Wait for `ferry send` to exit.
+    /// Leave, and wait for `ferry send` to give up waiting for the next
+    /// receiver (its --timeout).
     async fn finish(self) -> Output {
         let LyingReceiver {
             link,
@@ -367,11 +371,21 @@ impl LyingReceiver {
             cancel,
             _signal,
         } = self;
+        let mut link = link;
+        // Leave only once the sender has judged what it got (its cancel, or
+        // the channel closing): leaving first would race it, and it might
+        // see the departure before the lie.
+        while let Some(msg) = next_control(&mut link).await {
+            if matches!(msg, Control::Cancel { .. }) {
+                break;
+            }
+        }
+        drop(link);
+        _signal.close().await;
         let output = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || sender.wait()))
             .await
             .expect("ferry send did not stop")
             .unwrap();
-        drop(link);
         cancel.cancel();
         output
     }
@@ -702,6 +716,13 @@ async fn control_floods_at_the_sender_fail_clearly() {
         }
         let output = liar.finish().await;
         assert_failed_cleanly(what, why, &output);
+        // It said what happened once and then waited for another receiver.
+        assert!(
+            output.stderr.contains("waiting for the next receiver")
+                && output.stderr.contains("--timeout"),
+            "{what}: {}",
+            output.stderr
+        );
     }
 }
 
@@ -844,7 +865,10 @@ fn ctrl_c_on_the_receiver_stops_both_with_130() {
     let src = tempdir();
     let dst = tempdir();
     write(&src.path().join("big.bin"), &random_bytes(400 << 20, 6));
-    let sender = send(&[path_str(&src.path().join("big.bin"))], None);
+    let sender = send(
+        &[path_str(&src.path().join("big.bin")), "--timeout", "2"],
+        None,
+    );
     let recv = ferry()
         .args(["receive", &sender.ticket, "--out", path_str(dst.path())])
         .stdin(Stdio::null())
@@ -858,12 +882,16 @@ fn ctrl_c_on_the_receiver_stops_both_with_130() {
     let sent = sender.wait();
     let recv_err = String::from_utf8_lossy(&recv.stderr);
     assert_eq!(recv.status.code(), Some(130), "{recv_err}");
+    // The sender was told, kept the ticket open, and gave up only after
+    // its --timeout with nobody else.
     assert_eq!(sent.status.code(), Some(1), "{}", sent.stderr);
     assert!(
-        sent.stderr.contains("the receiver was interrupted"),
+        sent.stderr
+            .contains("the receiver was interrupted; waiting for the next receiver"),
         "{}",
         sent.stderr
     );
+    assert!(sent.stderr.contains("--timeout"), "{}", sent.stderr);
     assert!(!dst.path().join("big.bin").exists());
 }
 
@@ -917,11 +945,22 @@ fn a_transfer_larger_than_the_disk_is_refused_before_writing() {
     write(&src.path().join("big.bin"), &random_bytes(8 << 20, 8));
     let sender = send(&[path_str(&src.path().join("big.bin"))], None);
     let recv = receive(&sender.ticket, &["--out", path_str(disk.0.path())]);
-    let sent = sender.wait();
     assert_eq!(recv.status.code(), Some(1));
     assert!(recv.stderr.contains("not enough space"), "{}", recv.stderr);
-    assert!(!sent.status.success());
     assert!(tree(disk.0.path()).is_empty());
+    // The same sender then serves a receiver with room.
+    let roomy = tempdir();
+    let recv = receive(&sender.ticket, &["--out", path_str(roomy.path())]);
+    let sent = sender.wait();
+    assert!(recv.status.success(), "{}", recv.stderr);
+    assert!(sent.status.success(), "{}", sent.stderr);
+    assert!(
+        sent.stderr
+            .contains("the receiver declined: it has no room for 8.00 MiB"),
+        "{}",
+        sent.stderr
+    );
+    assert_same_tree(src.path(), roomy.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
