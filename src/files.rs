@@ -63,6 +63,10 @@ pub enum FilesError {
     },
     #[error("cannot send {}: {source}; rename it to send it", path.display())]
     Unsendable { path: PathBuf, source: PathError },
+    #[error("cannot read {}: {reason}; fix its permissions or leave it out", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{} changed while it was being sent ({what}); send it again once nothing is writing to it", path.display())]
+    Changed { path: PathBuf, what: &'static str },
     #[error("{} is shorter than expected (changed since it was listed?): cannot read {len} bytes at offset {offset}", path.display())]
     ShortRead {
         path: PathBuf,
@@ -90,6 +94,35 @@ pub(crate) fn io_err(action: &'static str, path: &Path, source: io::Error) -> Fi
         action,
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// An I/O error as words for a sentence: "permission denied", without the
+/// "(os error 13)" tail.
+pub fn io_reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text
+        .find(" (os error")
+        .map_or(text.as_str(), |i| &text[..i]);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// An error reading a source while walking or opening it: permission
+/// problems say what to do.
+fn read_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
+    match source.kind() {
+        io::ErrorKind::NotFound => FilesError::NotFound {
+            path: path.to_path_buf(),
+        },
+        io::ErrorKind::PermissionDenied => FilesError::Unreadable {
+            path: path.to_path_buf(),
+            reason: io_reason(&source),
+        },
+        _ => io_err(action, path, source),
     }
 }
 
@@ -137,6 +170,47 @@ pub struct SourceEntry {
     pub mode: u32,
     /// Where to read it from on this machine.
     pub abs_path: PathBuf,
+    /// What the file looked like when it was offered.
+    pub stamp: Stamp,
+}
+
+/// A file's identity and last change, as tar and rsync compare them: if any
+/// of these differ from the offer, the bytes read may mix two versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// How `now` differs from this stamp, in words; `None` if it doesn't.
+    fn change(&self, now: &Stamp) -> Option<&'static str> {
+        if (self.dev, self.ino) != (now.dev, now.ino) {
+            Some("it was replaced by another file")
+        } else if now.len > self.len {
+            Some("it grew")
+        } else if now.len < self.len {
+            Some("it shrank")
+        } else if (self.mtime, self.ctime) != (now.mtime, now.ctime) {
+            Some("it was written to")
+        } else {
+            None
+        }
+    }
 }
 
 /// Walk the given paths into a sorted list of entries (parents before children).
@@ -160,10 +234,7 @@ pub fn walk_sources(paths: &[PathBuf]) -> Result<Vec<SourceEntry>, FilesError> {
         tops.insert(name.clone(), path.clone());
         let abs = std::path::absolute(path).map_err(|e| io_err("cannot resolve", path, e))?;
         // metadata (not symlink_metadata): an explicitly named link is followed.
-        let meta = fs::metadata(&abs).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => FilesError::NotFound { path: path.clone() },
-            _ => io_err("cannot read", path, e),
-        })?;
+        let meta = fs::metadata(&abs).map_err(|e| read_err("cannot read", path, e))?;
         if meta.is_dir() {
             walk_dir(name, abs, meta, &mut entries)?;
         } else if meta.is_file() {
@@ -222,11 +293,17 @@ fn push_entry(
     } else {
         0
     };
+    if kind == EntryKind::File {
+        // Offer only what can be read: a file refused halfway through the
+        // transfer would leave the receiver with part of a folder.
+        File::open(&abs_path).map_err(|e| read_err("cannot open", &abs_path, e))?;
+    }
     entries.push(SourceEntry {
         rel_path,
         kind,
         size,
         mode: meta.permissions().mode() & 0o777,
+        stamp: Stamp::of(meta),
         abs_path,
     });
     Ok(())
@@ -242,9 +319,10 @@ fn walk_dir(
     push_entry(entries, rel.clone(), EntryKind::Dir, &meta, abs.clone())?;
     let mut stack = vec![(rel, abs)];
     while let Some((dir_rel, dir_abs)) = stack.pop() {
-        let read = fs::read_dir(&dir_abs).map_err(|e| io_err("cannot read folder", &dir_abs, e))?;
+        let read =
+            fs::read_dir(&dir_abs).map_err(|e| read_err("cannot read folder", &dir_abs, e))?;
         for item in read {
-            let item = item.map_err(|e| io_err("cannot read folder", &dir_abs, e))?;
+            let item = item.map_err(|e| read_err("cannot read folder", &dir_abs, e))?;
             let child_abs = item.path();
             let name = item
                 .file_name()
@@ -285,35 +363,54 @@ fn walk_dir(
 }
 
 /// A file opened for sending, read positionally so several blocks can be
-/// read concurrently from one handle.
+/// read concurrently from one handle. Every read is followed by a look at the
+/// file's [`Stamp`]: the last read of a file ends after every other, so a
+/// change at any moment before it is caught, and the receiver never gets a
+/// file that mixes two versions.
 #[derive(Debug)]
 pub struct SourceFile {
     file: File,
     path: PathBuf,
+    offered: Stamp,
 }
 
 impl SourceFile {
-    pub fn open(path: &Path) -> Result<Self, FilesError> {
-        let file = File::open(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => FilesError::NotFound {
-                path: path.to_path_buf(),
-            },
-            _ => io_err("cannot open", path, e),
-        })?;
-        Ok(SourceFile {
+    /// Opens `path`, which must still be the file offered as `offered`.
+    pub fn open(path: &Path, offered: Stamp) -> Result<Self, FilesError> {
+        let file = File::open(path).map_err(|e| read_err("cannot open", path, e))?;
+        let source = SourceFile {
             file,
             path: path.to_path_buf(),
-        })
+            offered,
+        };
+        source.unchanged()?;
+        Ok(source)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Read exactly `len` bytes at `offset`; a file that shrank since it was
-    /// walked is an error naming it.
+    /// Read exactly `len` bytes at `offset`, and check that the file is
+    /// still the one offered.
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, FilesError> {
-        read_exact(&self.file, &self.path, offset, len).map(Bytes::from)
+        let data = read_exact(&self.file, &self.path, offset, len);
+        self.unchanged()?;
+        data.map(Bytes::from)
+    }
+
+    fn unchanged(&self) -> Result<(), FilesError> {
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| io_err("cannot read", &self.path, e))?;
+        match self.offered.change(&Stamp::of(&meta)) {
+            Some(what) => Err(FilesError::Changed {
+                path: self.path.clone(),
+                what,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -1317,15 +1414,69 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("s.bin");
         write(&p, b"0123456789");
-        let sf = SourceFile::open(&p).unwrap();
+        let stamp = Stamp::of(&fs::metadata(&p).unwrap());
+        let sf = SourceFile::open(&p, stamp).unwrap();
         assert_eq!(&sf.read_at(3, 4).unwrap()[..], b"3456");
         let err = sf.read_at(8, 4).unwrap_err();
         assert!(matches!(err, FilesError::ShortRead { .. }));
         assert!(err.to_string().contains("s.bin"));
         assert!(matches!(
-            SourceFile::open(&tmp.path().join("gone")).unwrap_err(),
+            SourceFile::open(&tmp.path().join("gone"), stamp).unwrap_err(),
             FilesError::NotFound { .. }
         ));
+    }
+
+    #[test]
+    fn a_source_that_changes_after_the_offer_is_caught_at_the_next_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("s.bin");
+        write(&p, b"0123456789");
+        let stamp = Stamp::of(&fs::metadata(&p).unwrap());
+        let sf = SourceFile::open(&p, stamp).unwrap();
+        // Same length, other bytes, an hour later: only the times tell.
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(b"X", 0).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        f.set_modified(later).unwrap();
+        let err = sf.read_at(0, 4).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilesError::Changed {
+                    what: "it was written to",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Grown: caught when opened, too.
+        f.write_all_at(b"more", 10).unwrap();
+        let err = SourceFile::open(&p, stamp).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilesError::Changed {
+                    what: "it grew",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Replaced by a new file under the same name.
+        let q = tmp.path().join("new.bin");
+        write(&q, b"0123456789");
+        fs::rename(&q, &p).unwrap();
+        let err = SourceFile::open(&p, stamp).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FilesError::Changed {
+                    what: "it was replaced by another file",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -514,17 +514,8 @@ fn check_out(out: &Path) -> Result<()> {
         Err(e) => bail!(
             "cannot write into {} ({}); give a folder you can write to with --out",
             dir.display(),
-            io_reason(&e)
+            files::io_reason(&e)
         ),
-    }
-}
-
-/// An I/O error's text without the "(os error N)" tail.
-fn io_reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error") {
-        Some(i) => text[..i].to_lowercase(),
-        None => text,
     }
 }
 

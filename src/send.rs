@@ -30,7 +30,8 @@ use crate::transport::Incoming;
 
 /// Where each offered file's bytes come from.
 enum Source {
-    Path(PathBuf),
+    /// A file, and what it looked like when offered.
+    Path(PathBuf, files::Stamp),
     Stdin,
     Dir,
 }
@@ -374,7 +375,7 @@ fn receiver_side(e: &anyhow::Error) -> bool {
     }
     !matches!(
         e.downcast_ref::<ProtoError>(),
-        None | Some(ProtoError::Local(_) | ProtoError::SourceChanged(_))
+        None | Some(ProtoError::Local(_) | ProtoError::SourceChanged { .. })
     )
 }
 
@@ -449,7 +450,7 @@ async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
                 mode: e.mode,
             });
             sources.push(if kind == EntryKind::File {
-                Source::Path(e.abs_path)
+                Source::Path(e.abs_path, e.stamp)
             } else {
                 Source::Dir
             });
@@ -510,10 +511,10 @@ async fn pump(
                             core.read_failed(ProtoError::Local("internal: no stdin reader".into()))
                         }
                     },
-                    Source::Path(path) => {
+                    Source::Path(path, stamp) => {
                         let file = match open.get(&req.file) {
                             Some(f) => Ok(f.clone()),
-                            None => SourceFile::open(path).map(Arc::new),
+                            None => SourceFile::open(path, *stamp).map(Arc::new),
                         };
                         let tx = read_tx.clone();
                         match file {
@@ -526,7 +527,7 @@ async fn pump(
                                     let _ = tx.send(ReadDone { req, result });
                                 });
                             }
-                            Err(e) => core.read_failed(ProtoError::Local(e.to_string())),
+                            Err(e) => core.read_failed(read_error(&names[req.file as usize], e)),
                         }
                     }
                     Source::Dir => {
@@ -581,7 +582,7 @@ async fn pump(
             },
             Some(done) = read_rx.recv() => match done.result {
                 Ok((data, cv, root)) => core.block_read(&done.req, data, cv, root),
-                Err(e) => core.read_failed(ProtoError::Local(e.to_string())),
+                Err(e) => core.read_failed(read_error(&names[done.req.file as usize], e)),
             },
             event = lanes.next() => match event {
                 LaneEvent::Sdp(lane, sdp) => {
@@ -669,6 +670,18 @@ async fn write_data(
         }
     }
     Ok(())
+}
+
+/// A failed read as the protocol's error: a changed source is named by its
+/// offered path (the receiver is told that, not where it lives here).
+fn read_error(name: &str, e: files::FilesError) -> ProtoError {
+    match e {
+        files::FilesError::Changed { what, .. } => ProtoError::SourceChanged {
+            path: name.to_string(),
+            what: what.to_string(),
+        },
+        other => ProtoError::Local(other.to_string()),
+    }
 }
 
 /// Standard input, read block by block on a thread of its own (reads of a

@@ -35,8 +35,8 @@ pub enum ProtoError {
     Verify { path: String, block: u64 },
     #[error("{0:?} does not match its BLAKE3 hash after all blocks verified; the sender is inconsistent")]
     RootMismatch(String),
-    #[error("{0:?} changed while it was being sent; send it again")]
-    SourceChanged(String),
+    #[error("{path} changed while it was being sent ({what}); send it again once nothing is writing to it")]
+    SourceChanged { path: String, what: String },
     #[error("{0}")]
     Local(String),
 }

@@ -332,7 +332,8 @@ impl Sender {
         if data.len() < req.len as usize {
             if !is_stream {
                 let path = self.manifest.entries[req.file as usize].path.clone();
-                return self.fail(ProtoError::SourceChanged(path));
+                let what = "it is shorter than offered".into();
+                return self.fail(ProtoError::SourceChanged { path, what });
             }
             // End of stream: this block (possibly empty) is the last.
             file.ended_at = Some(req.offset + data.len() as u64);
@@ -345,7 +346,8 @@ impl Sender {
             if let Some(old) = file.cvs[idx] {
                 if old != cv {
                     let path = self.manifest.entries[req.file as usize].path.clone();
-                    return self.fail(ProtoError::SourceChanged(path));
+                    let what = "a block read twice differed".into();
+                    return self.fail(ProtoError::SourceChanged { path, what });
                 }
             }
             file.cvs[idx] = Some(cv);
