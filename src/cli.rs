@@ -58,7 +58,8 @@ pub struct SendArgs {
     /// Address of the built-in rendezvous (when no --server is given)
     #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
     pub bind: SocketAddr,
-    /// Give up if no receiver connects within this many seconds
+    /// Give up if no receiver connects within this many seconds (counted
+    /// afresh each time a receiver declines or fails; default: wait until Ctrl-C)
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
 }

@@ -63,6 +63,9 @@ fn change_mid_transfer(
     (sender.wait(), recv, dst)
 }
 
+/// Something done to the source file while it is being sent.
+type Change = dyn Fn(&std::path::Path);
+
 #[test]
 fn a_file_changed_while_it_is_sent_fails_on_both_sides_and_is_not_placed() {
     let rewrite = |f: &std::path::Path| {
@@ -79,7 +82,7 @@ fn a_file_changed_while_it_is_sent_fails_on_both_sides_and_is_not_placed() {
         let file = std::fs::OpenOptions::new().write(true).open(f).unwrap();
         file.set_len(50 * MIB as u64).unwrap();
     };
-    let cases: [(&str, &dyn Fn(&std::path::Path)); 3] = [
+    let cases: [(&str, &Change); 3] = [
         ("it was written to", &rewrite),
         ("it grew", &grow),
         ("it shrank", &shrink),
