@@ -351,9 +351,38 @@ impl SignalClient {
         self.peer_present
     }
 
+    /// Applies every server message that has already arrived, without
+    /// waiting: a peer that joined, sent its offer and left before we got to
+    /// it must not be answered. Returns true if the last thing it learnt is
+    /// that the peer left.
+    fn catch_up(&mut self) -> Result<bool, SignalError> {
+        let mut left = false;
+        while let Ok(msg) = self.incoming.try_recv() {
+            match msg? {
+                ServerMessage::PeerJoined => {
+                    self.on_peer_joined();
+                    left = false;
+                }
+                ServerMessage::Relay { data } => {
+                    self.peer_present = true;
+                    self.pending.push_back(data);
+                    left = false;
+                }
+                ServerMessage::PeerLeft => {
+                    self.peer_present = false;
+                    self.pending.clear();
+                    left = true;
+                }
+                other => self.unexpected(other)?,
+            }
+        }
+        Ok(left)
+    }
+
     /// Returns once a peer is in the room: at once for `Second`, after
     /// `peer_joined` for `First`. Wrap it in a timeout of your own.
     pub async fn wait_for_peer(&mut self) -> Result<(), SignalError> {
+        self.catch_up()?;
         while !self.peer_present {
             match self.next_server_message().await? {
                 ServerMessage::PeerJoined => self.on_peer_joined(),
@@ -373,6 +402,7 @@ impl SignalClient {
     /// something (kept for [`recv`](Self::recv)): after a failed attempt,
     /// the next one starts from news rather than from stale state.
     pub async fn wait_for_change(&mut self) -> Result<(), SignalError> {
+        self.catch_up()?;
         if !self.pending.is_empty() || !self.peer_present {
             return Ok(());
         }
@@ -406,6 +436,9 @@ impl SignalClient {
     /// that fails authentication is [`SignalError::Tampered`]; the client stays
     /// usable afterwards, so the caller decides whether to give up.
     pub async fn recv(&mut self) -> Result<SignalMessage, SignalError> {
+        if self.catch_up()? {
+            return Err(SignalError::PeerLeft);
+        }
         loop {
             if let Some(data) = self.pending.pop_front() {
                 return self.open_from_peer(&data);
