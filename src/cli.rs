@@ -7,7 +7,13 @@ use clap::{Args, Parser, Subcommand};
 
 /// Send files and folders peer-to-peer over WebRTC, verified with BLAKE3.
 #[derive(Parser, Debug)]
-#[command(name = "ferry", version, about, propagate_version = true)]
+#[command(
+    name = "ferry",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -29,7 +35,7 @@ pub struct Common {
     /// Print one JSON summary object on stdout at the end
     #[arg(long, global = true)]
     pub json: bool,
-    /// No progress or summary on stderr
+    /// Nothing on stderr but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Log more (-v, -vv); RUST_LOG is honored too
@@ -37,19 +43,26 @@ pub struct Common {
     pub verbose: u8,
 }
 
+/// Shown under every `--help`.
+const EXIT_CODES: &str =
+    "Exit codes: 0 done, 1 failed, 2 usage error or bad ticket, 130 interrupted (Ctrl-C)";
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Offer files and folders; prints a ticket (first line of stdout) and a browser link
+    #[command(after_help = EXIT_CODES)]
     Send(SendArgs),
     /// Receive what a ticket offers
+    #[command(after_help = EXIT_CODES)]
     Receive(ReceiveArgs),
     /// Run the standalone rendezvous server (signaling and the web page)
+    #[command(after_help = EXIT_CODES)]
     Serve(ServeArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// Files or folders to send; `-` reads standard input as one stream
+    /// Files or folders to send; `-` reads standard input as one stream (needs --name)
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Name for the stream read from `-`
@@ -58,6 +71,10 @@ pub struct SendArgs {
     /// Address of the built-in rendezvous (when no --server is given)
     #[arg(long, default_value = "0.0.0.0:0", value_name = "ADDR")]
     pub bind: SocketAddr,
+    /// Inside folders, send what symbolic links point to (by default links
+    /// are left out, and said so)
+    #[arg(long)]
+    pub follow_symlinks: bool,
     /// Give up if no receiver connects within this many seconds (counted
     /// afresh each time a receiver declines or fails; default: wait until Ctrl-C)
     #[arg(long, value_name = "SECS")]

@@ -34,8 +34,18 @@ pub enum PathError {
     Symlink { rel: String, at: PathBuf },
     #[error("refusing path {rel:?}: {} exists and is not a folder", at.display())]
     NotADirectory { rel: String, at: PathBuf },
-    #[error("cannot inspect {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot inspect {}: {}", path.display(), io_reason(err))]
+    Io { path: PathBuf, err: io::Error },
+}
+
+impl PathError {
+    /// Why the path is refused, without the path itself.
+    pub fn reason(&self) -> String {
+        match self {
+            PathError::Unsafe(u) => u.reason.to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Errors of this module; each renders as one actionable line.
@@ -61,8 +71,8 @@ pub enum FilesError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("cannot send {}: {source}; rename it to send it", path.display())]
-    Unsendable { path: PathBuf, source: PathError },
+    #[error("cannot send {}: {}; rename it to send it", path.display(), why.reason())]
+    Unsendable { path: PathBuf, why: PathError },
     #[error("cannot read {}: {reason}; fix its permissions or leave it out", path.display())]
     Unreadable { path: PathBuf, reason: String },
     #[error("{} changed while it was being sent ({what}); send it again once nothing is writing to it", path.display())]
@@ -81,11 +91,13 @@ pub enum FilesError {
     },
     #[error("{} is not a regular file or folder; ferry only handles those", path.display())]
     NotRegularFile { path: PathBuf },
-    #[error("{action} {}: {source}", path.display())]
+    // `err`, not `source`: the message already says it, and a chained
+    // source would say it again.
+    #[error("{action} {}: {}", path.display(), io_reason(err))]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: io::Error,
+        err: io::Error,
     },
 }
 
@@ -93,7 +105,7 @@ pub(crate) fn io_err(action: &'static str, path: &Path, source: io::Error) -> Fi
     FilesError::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        err: source,
     }
 }
 
@@ -213,14 +225,93 @@ impl Stamp {
     }
 }
 
+/// What a walk found: the entries to offer, and what it left out.
+#[derive(Debug, Default)]
+pub struct Walk {
+    pub entries: Vec<SourceEntry>,
+    /// Paths (as they would have been offered) left out, and why.
+    pub skipped: Vec<(String, Skip)>,
+}
+
+/// Why a walk left something out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Skip {
+    /// A symbolic link, not followed (`--follow-symlinks` follows them).
+    Symlink,
+    /// A followed link that points nowhere.
+    BrokenSymlink,
+    /// A followed link to a folder that is already being sent (a loop).
+    FolderAgain,
+    Fifo,
+    Socket,
+    Device,
+}
+
+impl Skip {
+    fn noun(self, n: usize) -> String {
+        let (one, many) = match self {
+            Skip::Symlink => ("symbolic link", "symbolic links"),
+            Skip::BrokenSymlink => ("broken symbolic link", "broken symbolic links"),
+            Skip::FolderAgain => (
+                "link to a folder already sent",
+                "links to folders already sent",
+            ),
+            Skip::Fifo => ("FIFO", "FIFOs"),
+            Skip::Socket => ("socket", "sockets"),
+            Skip::Device => ("device file", "device files"),
+        };
+        format!("{n} {}", if n == 1 { one } else { many })
+    }
+
+    /// The word scripts get in `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Symlink => "symlink",
+            Skip::BrokenSymlink => "broken symlink",
+            Skip::FolderAgain => "folder already sent",
+            Skip::Fifo => "fifo",
+            Skip::Socket => "socket",
+            Skip::Device => "device",
+        }
+    }
+}
+
+impl Walk {
+    /// One sentence about what was left out, or `None`: "left out 3
+    /// symbolic links and 1 FIFO; ferry sends regular files and folders
+    /// (--follow-symlinks sends what links point to)".
+    pub fn skipped_sentence(&self) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let mut counts: std::collections::BTreeMap<Skip, usize> = Default::default();
+        for (_, why) in &self.skipped {
+            *counts.entry(*why).or_default() += 1;
+        }
+        let parts: Vec<String> = counts.iter().map(|(k, n)| k.noun(*n)).collect();
+        let list = match parts.as_slice() {
+            [one] => one.clone(),
+            [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+            [] => String::new(),
+        };
+        let hint = if counts.contains_key(&Skip::Symlink) {
+            "; ferry sends regular files and folders (--follow-symlinks sends what links point to)"
+        } else {
+            "; ferry sends regular files and folders"
+        };
+        Some(format!("left out {list}{hint}"))
+    }
+}
+
 /// Walk the given paths into a sorted list of entries (parents before children).
 ///
 /// A file becomes one entry named by its file name; a folder becomes an
 /// entry for itself plus everything below it, prefixed by its own name.
-/// Symlinks and special files inside folders are skipped with a warning;
-/// a symlink given directly as a path is followed, since the user named it.
-pub fn walk_sources(paths: &[PathBuf]) -> Result<Vec<SourceEntry>, FilesError> {
-    let mut entries = Vec::new();
+/// Special files inside folders are left out, and so are symbolic links
+/// unless `follow`; a symlink given directly as a path is always followed,
+/// since the user named it.
+pub fn walk_sources(paths: &[PathBuf], follow: bool) -> Result<Walk, FilesError> {
+    let mut walk = Walk::default();
     let mut tops: HashMap<String, PathBuf> = HashMap::new();
     for path in paths {
         let name = top_level_name(path)?;
@@ -236,16 +327,18 @@ pub fn walk_sources(paths: &[PathBuf]) -> Result<Vec<SourceEntry>, FilesError> {
         // metadata (not symlink_metadata): an explicitly named link is followed.
         let meta = fs::metadata(&abs).map_err(|e| read_err("cannot read", path, e))?;
         if meta.is_dir() {
-            walk_dir(name, abs, meta, &mut entries)?;
+            walk_dir(name, abs, meta, follow, &mut walk)?;
         } else if meta.is_file() {
-            push_entry(&mut entries, name, EntryKind::File, &meta, abs)?;
+            push_entry(&mut walk.entries, name, EntryKind::File, &meta, abs)?;
         } else {
             return Err(FilesError::NotRegularFile { path: path.clone() });
         }
     }
     // Component-wise order keeps each folder's contents right after it.
-    entries.sort_by(|a, b| a.rel_path.split('/').cmp(b.rel_path.split('/')));
-    Ok(entries)
+    walk.entries
+        .sort_by(|a, b| a.rel_path.split('/').cmp(b.rel_path.split('/')));
+    walk.skipped.sort();
+    Ok(walk)
 }
 
 /// The name a top-level source is sent under. `.` and `..` resolve to the
@@ -285,7 +378,7 @@ fn push_entry(
     if let Err(source) = validate_rel_path(&rel_path) {
         return Err(FilesError::Unsendable {
             path: abs_path,
-            source,
+            why: source,
         });
     }
     let size = if kind == EntryKind::File {
@@ -314,9 +407,19 @@ fn walk_dir(
     rel: String,
     abs: PathBuf,
     meta: fs::Metadata,
-    entries: &mut Vec<SourceEntry>,
+    follow: bool,
+    walk: &mut Walk,
 ) -> Result<(), FilesError> {
-    push_entry(entries, rel.clone(), EntryKind::Dir, &meta, abs.clone())?;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    // Folders entered so far, so that a followed link can't loop.
+    let mut seen = std::collections::HashSet::from([(meta.dev(), meta.ino())]);
+    push_entry(
+        &mut walk.entries,
+        rel.clone(),
+        EntryKind::Dir,
+        &meta,
+        abs.clone(),
+    )?;
     let mut stack = vec![(rel, abs)];
     while let Some((dir_rel, dir_abs)) = stack.pop() {
         let read =
@@ -334,28 +437,55 @@ fn walk_dir(
             // DirEntry::file_type does not follow symlinks.
             let ft = item
                 .file_type()
-                .map_err(|e| io_err("cannot read", &child_abs, e))?;
-            if ft.is_symlink() {
-                tracing::warn!(path = %child_abs.display(), "skipping symbolic link");
-                continue;
-            }
-            if !ft.is_dir() && !ft.is_file() {
-                tracing::warn!(path = %child_abs.display(), "skipping special file");
-                continue;
-            }
-            let child_meta = fs::symlink_metadata(&child_abs)
-                .map_err(|e| io_err("cannot read", &child_abs, e))?;
-            if ft.is_dir() {
+                .map_err(|e| read_err("cannot read", &child_abs, e))?;
+            let child_meta = if ft.is_symlink() {
+                if !follow {
+                    walk.skipped.push((child_rel, Skip::Symlink));
+                    continue;
+                }
+                match fs::metadata(&child_abs) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        walk.skipped.push((child_rel, Skip::BrokenSymlink));
+                        continue;
+                    }
+                    Err(e) => return Err(read_err("cannot read", &child_abs, e)),
+                }
+            } else {
+                fs::symlink_metadata(&child_abs)
+                    .map_err(|e| read_err("cannot read", &child_abs, e))?
+            };
+            let kind = child_meta.file_type();
+            if kind.is_dir() {
+                if !seen.insert((child_meta.dev(), child_meta.ino())) {
+                    walk.skipped.push((child_rel, Skip::FolderAgain));
+                    continue;
+                }
                 push_entry(
-                    entries,
+                    &mut walk.entries,
                     child_rel.clone(),
                     EntryKind::Dir,
                     &child_meta,
                     child_abs.clone(),
                 )?;
                 stack.push((child_rel, child_abs));
+            } else if kind.is_file() {
+                push_entry(
+                    &mut walk.entries,
+                    child_rel,
+                    EntryKind::File,
+                    &child_meta,
+                    child_abs,
+                )?;
             } else {
-                push_entry(entries, child_rel, EntryKind::File, &child_meta, child_abs)?;
+                let why = if kind.is_fifo() {
+                    Skip::Fifo
+                } else if kind.is_socket() {
+                    Skip::Socket
+                } else {
+                    Skip::Device
+                };
+                walk.skipped.push((child_rel, why));
             }
         }
     }
@@ -467,7 +597,7 @@ pub fn safe_join(out: &Path, rel: &str) -> Result<PathBuf, PathError> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => exists = false,
-            Err(source) => return Err(PathError::Io { path: cur, source }),
+            Err(err) => return Err(PathError::Io { path: cur, err }),
         }
     }
     Ok(cur)
@@ -493,9 +623,9 @@ pub fn create_dir_safe(out: &Path, rel: &str) -> Result<PathBuf, FilesError> {
             Err(e) => return Err(write_err("cannot create folder", &cur, e)),
         }
         // Re-check whatever is there now, created by us or not.
-        let m = fs::symlink_metadata(&cur).map_err(|source| PathError::Io {
+        let m = fs::symlink_metadata(&cur).map_err(|err| PathError::Io {
             path: cur.clone(),
-            source,
+            err,
         })?;
         if m.file_type().is_symlink() {
             return Err(PathError::Symlink {
@@ -962,7 +1092,19 @@ mod tests {
         let single = tmp.path().join("single.bin");
         write(&single, b"12345");
 
-        let entries = walk_sources(&[photos.clone(), single.clone()]).unwrap();
+        let walk = walk_sources(&[photos.clone(), single.clone()], false).unwrap();
+        assert_eq!(
+            walk.skipped,
+            vec![
+                ("photos/link.jpg".to_owned(), Skip::Symlink),
+                ("photos/linkdir".to_owned(), Skip::Symlink)
+            ]
+        );
+        assert_eq!(
+            walk.skipped_sentence().unwrap(),
+            "left out 2 symbolic links; ferry sends regular files and folders (--follow-symlinks sends what links point to)"
+        );
+        let entries = walk.entries;
         let got = summary(&entries);
         let want: Vec<(String, EntryKind, u64)> = [
             ("photos", EntryKind::Dir, 0),
@@ -1001,11 +1143,49 @@ mod tests {
     }
 
     #[test]
+    fn following_links_sends_their_targets_once_and_names_what_it_left_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("top");
+        write(&top.join("sub/f.txt"), b"abc");
+        write(&tmp.path().join("outside.txt"), b"12345");
+        symlink(tmp.path().join("outside.txt"), top.join("o.txt")).unwrap();
+        symlink(&top, top.join("sub/up")).unwrap(); // a loop
+        symlink(tmp.path().join("gone"), top.join("dangling")).unwrap();
+        let fifo = std::ffi::CString::new(top.join("pipe").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let walk = walk_sources(std::slice::from_ref(&top), true).unwrap();
+        assert_eq!(
+            summary(&walk.entries),
+            vec![
+                ("top".to_owned(), EntryKind::Dir, 0),
+                ("top/o.txt".to_owned(), EntryKind::File, 5),
+                ("top/sub".to_owned(), EntryKind::Dir, 0),
+                ("top/sub/f.txt".to_owned(), EntryKind::File, 3),
+            ]
+        );
+        assert_eq!(
+            walk.skipped,
+            vec![
+                ("top/dangling".to_owned(), Skip::BrokenSymlink),
+                ("top/pipe".to_owned(), Skip::Fifo),
+                ("top/sub/up".to_owned(), Skip::FolderAgain),
+            ]
+        );
+        assert_eq!(
+            walk.skipped_sentence().unwrap(),
+            "left out 1 broken symbolic link, 1 link to a folder already sent and 1 FIFO; ferry sends regular files and folders"
+        );
+    }
+
+    #[test]
     fn walk_follows_a_symlink_named_on_the_command_line() {
         let tmp = tempfile::tempdir().unwrap();
         write(&tmp.path().join("real/f.txt"), b"abc");
         symlink(tmp.path().join("real"), tmp.path().join("alias")).unwrap();
-        let entries = walk_sources(&[tmp.path().join("alias")]).unwrap();
+        let entries = walk_sources(&[tmp.path().join("alias")], false)
+            .unwrap()
+            .entries;
         assert_eq!(
             summary(&entries),
             vec![
@@ -1020,8 +1200,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write(&tmp.path().join("x/photos/a"), b"1");
         write(&tmp.path().join("y/photos"), b"2");
-        let err =
-            walk_sources(&[tmp.path().join("x/photos"), tmp.path().join("y/photos")]).unwrap_err();
+        let err = walk_sources(
+            &[tmp.path().join("x/photos"), tmp.path().join("y/photos")],
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(err, FilesError::DuplicateName { ref name, .. } if name == "photos"));
         assert!(err
             .to_string()
@@ -1033,17 +1216,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("nope");
         assert!(matches!(
-            walk_sources(&[missing]).unwrap_err(),
+            walk_sources(&[missing], false).unwrap_err(),
             FilesError::NotFound { .. }
         ));
         assert!(matches!(
-            walk_sources(&[PathBuf::from("/")]).unwrap_err(),
+            walk_sources(&[PathBuf::from("/")], false).unwrap_err(),
             FilesError::NoFileName { .. }
         ));
         // `..` resolves to the real folder name rather than failing.
         let sub = tmp.path().join("dir/sub");
         fs::create_dir_all(&sub).unwrap();
-        let entries = walk_sources(&[sub.join("..")]).unwrap();
+        let entries = walk_sources(&[sub.join("..")], false).unwrap().entries;
         assert_eq!(entries[0].rel_path, "dir");
 
         let bad = tmp.path().join("bad");
@@ -1053,14 +1236,14 @@ mod tests {
             b"",
         );
         assert!(matches!(
-            walk_sources(&[bad]).unwrap_err(),
+            walk_sources(&[bad], false).unwrap_err(),
             FilesError::NotUtf8 { .. }
         ));
 
         let bs = tmp.path().join("bs");
         write(&bs.join("a\\b"), b"");
         assert!(matches!(
-            walk_sources(&[bs]).unwrap_err(),
+            walk_sources(&[bs], false).unwrap_err(),
             FilesError::Unsendable { .. }
         ));
     }

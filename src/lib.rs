@@ -23,4 +23,4 @@ pub mod transport;
 pub mod turn;
 pub mod web;
 
-pub use session::exit_code;
+pub use session::{error_line, exit_code};

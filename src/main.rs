@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    ferry::logging::init(cli.common.verbose);
+    ferry::logging::init(cli.common.verbose, cli.common.quiet);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", ferry::error_line(&e));
             ExitCode::from(ferry::exit_code(&e))
         }
     }

@@ -11,25 +11,41 @@ pub struct Progress {
     quiet: bool,
     /// Draw the bar (stderr is a terminal and not --quiet).
     visible: bool,
+    verb: &'static str,
+}
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// The size of an offer in words: "12.00 MiB", "a stream of unknown
+/// length", or "12.00 MiB and a stream of unknown length".
+pub fn offer_size(manifest: &crate::proto::Manifest) -> String {
+    let known = HumanBytes(manifest.total_bytes());
+    match (manifest.has_stream(), manifest.total_bytes()) {
+        (true, 0) => "a stream of unknown length".into(),
+        (true, _) => format!("{known} and a stream of unknown length"),
+        (false, _) => known.to_string(),
+    }
 }
 
 impl Progress {
     /// `verb` is "sending" or "receiving". Hidden when stderr is not a
     /// terminal or with `--quiet`.
-    pub fn new(verb: &str, quiet: bool) -> Progress {
+    pub fn new(verb: &'static str, quiet: bool) -> Progress {
         let visible = !quiet && std::io::stderr().is_terminal();
-        // Drawn only from `start`, so it never paints over the offer or the question.
+        // Drawn only from `begin`, so it never paints over the offer or the question.
         let bar = ProgressBar::hidden();
-        let style = ProgressStyle::with_template(&format!(
+        bar.set_style(bar_style(&format!(
             "{verb} {{prefix}} {{msg:20!}} {{bar:30.cyan/blue}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
+        )));
         Progress {
             bar,
             quiet,
             visible,
+            verb,
         }
     }
 
@@ -40,9 +56,18 @@ impl Progress {
         }
     }
 
-    /// The offer is accepted: size the bar. It is drawn from [`begin`](Self::begin).
-    pub fn start(&mut self, total: u64, already: u64, path: &str) {
+    /// The offer is accepted: size the bar (`None`: a stream, whose end
+    /// nobody knows, gets a count and a rate but no total or ETA). It is
+    /// drawn from [`begin`](Self::begin).
+    pub fn start(&mut self, total: Option<u64>, already: u64, path: &str) {
         self.set_path(path);
+        let Some(total) = total else {
+            self.bar.set_style(bar_style(&format!(
+                "{} {{prefix}} {{msg:20!}} {{bytes}} {{bytes_per_sec}}",
+                self.verb
+            )));
+            return;
+        };
         self.bar.set_length(total);
         self.bar.set_position(already);
         if already > 0 && already >= total {
@@ -137,11 +162,16 @@ fn timing(moved: u64, seconds: f64) -> String {
     if seconds < 0.1 {
         return " in under 0.1 s".into();
     }
+    // A rate is only worth saying for a transfer big enough to measure.
+    let show_rate = moved >= 1 << 20;
     let took = if seconds < 10.0 {
         format!("{seconds:.1} s")
     } else {
         HumanDuration(Duration::from_secs_f64(seconds)).to_string()
     };
+    if !show_rate {
+        return format!(" in {took}");
+    }
     let rate = HumanBytes((moved as f64 / seconds) as u64);
     format!(" in {took} at {rate}/s")
 }

@@ -19,7 +19,7 @@ use crate::proto::hash::Cv;
 use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
 use crate::resume::{self, StateLog};
 use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch};
-use crate::signal::SignalClient;
+use crate::signal::{SignalClient, SignalError};
 use crate::ticket::Ticket;
 use crate::transport::{Incoming, Link};
 
@@ -42,7 +42,7 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
     let ice = session::ice_servers(&common)?;
     let wait = Duration::from_secs(args.timeout);
     let connecting = async {
-        let mut signal = SignalClient::connect(&ticket).await?;
+        let mut signal = SignalClient::connect(&ticket).await.map_err(spent_ticket)?;
         let link = session::connect(&mut signal, ice, Some(wait), &cancel).await?;
         Ok::<_, anyhow::Error>((signal, link))
     };
@@ -97,6 +97,7 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         seconds: summary.seconds,
         path: summary.path,
         blake3: ctx.roots,
+        skipped: None,
     })
 }
 
@@ -368,7 +369,7 @@ async fn start(
     );
     ctx.manifest = Some(manifest.clone());
     ctx.locked = plan.locked;
-    let total = manifest.total_bytes();
+    let total = (!manifest.has_stream()).then(|| manifest.total_bytes());
     core.accept(manifest, plan.held);
     ctx.progress
         .start(total, core.stats.bytes_resumed, &ctx.path);
@@ -400,15 +401,35 @@ fn entry_path(ctx: &Ctx, file: u32) -> String {
         .unwrap_or_default()
 }
 
+/// A ticket whose every address refuses connections was most likely
+/// printed by a `ferry send` that has ended (its rendezvous ran inside it).
+fn spent_ticket(e: SignalError) -> anyhow::Error {
+    match e {
+        SignalError::Unreachable {
+            refused: true,
+            tried,
+            ..
+        } => anyhow!(
+            "the sender has finished or stopped: nothing answers at {} any more; ask for a new ticket",
+            tried.join(", ")
+        ),
+        other => other.into(),
+    }
+}
+
 /// Show the offer, check it fits and overwrites nothing, and ask if we may.
 async fn decide(manifest: &Manifest, ctx: &mut Ctx, cancel: &CancellationToken) -> Result<Plan> {
     let files = manifest.file_count();
     let dirs = manifest.entries.len() - files;
+    let folders = match dirs {
+        0 => String::new(),
+        1 => " in 1 folder".into(),
+        n => format!(" in {n} folders"),
+    };
     let mut lines = vec![format!(
-        "offered: {files} file{}, {dirs} folder{}, {}",
+        "offered: {files} file{}{folders}, {}",
         if files == 1 { "" } else { "s" },
-        if dirs == 1 { "" } else { "s" },
-        HumanBytes(manifest.total_bytes())
+        crate::progress::offer_size(manifest)
     )];
     for e in manifest
         .entries
@@ -418,7 +439,7 @@ async fn decide(manifest: &Manifest, ctx: &mut Ctx, cancel: &CancellationToken) 
     {
         let size = e
             .size
-            .map_or("stream".to_string(), |s| HumanBytes(s).to_string());
+            .map_or("a stream".to_string(), |s| HumanBytes(s).to_string());
         lines.push(format!("  {} ({size})", e.path));
     }
     if files > 10 {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use bytes::{Bytes, BytesMut};
-use indicatif::HumanBytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +48,12 @@ pub async fn run(args: SendArgs, common: Common) -> Result<()> {
 async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     let cancel = session::cancel_on_ctrl_c();
     let ice = session::ice_servers(&common)?;
-    let (manifest, sources) = build_offer(&args).await?;
+    let (manifest, sources, walk) = build_offer(&args).await?;
+    // Said before the ticket, so it is read before anyone is told to connect.
+    if let (Some(line), false) = (walk.skipped_sentence(), common.quiet) {
+        eprintln!("{line}");
+    }
+    let skipped = walk.skipped;
 
     // Rendezvous: the user's, or our own on --bind.
     let servers = match &common.server {
@@ -195,6 +199,15 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         seconds: summary.seconds,
         path: summary.path,
         blake3: roots,
+        skipped: Some(
+            skipped
+                .into_iter()
+                .map(|(path, why)| session::SkippedJson {
+                    path,
+                    why: why.as_str(),
+                })
+                .collect(),
+        ),
     })
 }
 
@@ -240,15 +253,7 @@ impl Offer<'_> {
     /// "offering big.iso (100 MiB); waiting for the receiver to accept".
     fn describe(&self, manifest: &Manifest) -> String {
         let files = manifest.file_count();
-        let stream = manifest
-            .entries
-            .iter()
-            .any(|e| e.kind == EntryKind::File && e.size.is_none());
-        let size = if stream {
-            "a stream".to_string()
-        } else {
-            HumanBytes(manifest.total_bytes()).to_string()
-        };
+        let size = crate::progress::offer_size(manifest);
         let what = match files {
             1 => manifest
                 .entries
@@ -410,13 +415,14 @@ fn one_line(text: &str) -> String {
     out
 }
 
-async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
+async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>, files::Walk)> {
     let stdin_count = args.paths.iter().filter(|p| p.as_os_str() == "-").count();
     if stdin_count > 1 {
         return Err(UsageError("`-` (standard input) can be given only once".into()).into());
     }
     let mut entries = Vec::new();
     let mut sources = Vec::new();
+    let mut walk = files::Walk::default();
     if stdin_count == 1 {
         let name = args.name.clone().ok_or_else(|| {
             UsageError("sending `-` (standard input) needs --name NAME for the receiver".into())
@@ -437,8 +443,9 @@ async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
         .cloned()
         .collect();
     if !paths.is_empty() {
-        let walked = tokio::task::spawn_blocking(move || files::walk_sources(&paths)).await??;
-        for e in walked {
+        let follow = args.follow_symlinks;
+        walk = tokio::task::spawn_blocking(move || files::walk_sources(&paths, follow)).await??;
+        for e in std::mem::take(&mut walk.entries) {
             let kind = match e.kind {
                 files::EntryKind::File => EntryKind::File,
                 files::EntryKind::Dir => EntryKind::Dir,
@@ -463,7 +470,7 @@ async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>)> {
     manifest
         .validate()
         .map_err(|e| UsageError(format!("cannot offer these paths: {e}")))?;
-    Ok((manifest, sources))
+    Ok((manifest, sources, walk))
 }
 
 /// Drive the protocol core until the receiver confirms everything.
@@ -605,7 +612,9 @@ async fn pump(
                         DataItem::Block { file, data, .. } => {
                             if timing.first_byte.is_none() {
                                 timing.begin();
-                                progress.start(core.manifest().total_bytes(), core.stats.bytes_skipped, timing.path);
+                                let m = core.manifest();
+                                let total = (!m.has_stream()).then(|| m.total_bytes());
+                                progress.start(total, core.stats.bytes_skipped, timing.path);
                                 progress.begin();
                             }
                             progress.file(&names[*file as usize]);
@@ -725,7 +734,7 @@ impl StdinReader {
                         .map_err(|e| files::FilesError::Io {
                             action: "reading",
                             path: "standard input".into(),
-                            source: e,
+                            err: e,
                         });
                 // An attempt that ended no longer listens; the next one may.
                 let _ = done.send(ReadDone { req, result });

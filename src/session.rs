@@ -312,13 +312,22 @@ pub struct JsonSummary {
     pub seconds: f64,
     pub path: String,
     pub blake3: BTreeMap<String, String>,
+    /// On send: what the walk left out (`path`, `why`), so scripts see it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Vec<SkippedJson>>,
+}
+
+#[derive(serde::Serialize, Debug)]
+pub struct SkippedJson {
+    pub path: String,
+    pub why: &'static str,
 }
 
 impl JsonSummary {
     pub fn failed(error: &anyhow::Error) -> JsonSummary {
         JsonSummary {
             ok: false,
-            error: Some(format!("{error:#}")),
+            error: Some(error_line(error)),
             files: 0,
             bytes: 0,
             bytes_sent: None,
@@ -326,6 +335,7 @@ impl JsonSummary {
             seconds: 0.0,
             path: "unknown".into(),
             blake3: BTreeMap::new(),
+            skipped: None,
         }
     }
 
@@ -348,6 +358,33 @@ pub fn report(json: bool, result: Result<JsonSummary>) -> Result<()> {
     result.map(|_| ())
 }
 
+/// An error and its causes as one line for people: a cause whose text the
+/// line already holds is not repeated (a message that embeds its source
+/// would otherwise say it twice), and control characters from file names
+/// are shown escaped, never printed raw.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Exit code for an error that ended a command.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<Interrupted>().is_some() {
@@ -358,5 +395,23 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         2
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_line_says_each_cause_once_and_escapes_control_characters() {
+        let io = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(Outer(io)).context("sending a\nb");
+        assert_eq!(error_line(&e), "sending a\\nb: cannot read x: disk on fire");
+        let plain = anyhow::anyhow!("first").context("second");
+        assert_eq!(error_line(&plain), "second: first");
     }
 }

@@ -214,7 +214,13 @@ pub mod codes {
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
     #[error("could not reach the rendezvous server at {}: {reason} (is `ferry send` still running? check --server)", tried.join(", "))]
-    Unreachable { tried: Vec<String>, reason: String },
+    Unreachable {
+        tried: Vec<String>,
+        reason: String,
+        /// Every server refused the connection: nothing listens there any
+        /// more (for a ticket's built-in rendezvous: its sender has ended).
+        refused: bool,
+    },
     #[error(
         "the transfer room already has two peers: someone else used this ticket; ask for a new one"
     )]
@@ -283,6 +289,7 @@ impl SignalClient {
         let room_id = ticket.room_id();
         let mut tried = Vec::new();
         let mut reasons = Vec::new();
+        let mut refused = 0;
         for server in &ticket.servers {
             let url = room_url(server, &room_id);
             tried.push(server.clone());
@@ -307,6 +314,10 @@ impl SignalClient {
                 }
                 // The server answered for this room: another URL would not help.
                 Ok(Err(JoinError::Final(e))) => return Err(e),
+                Ok(Err(JoinError::Refused)) => {
+                    refused += 1;
+                    reasons.push(format!("{server}: nothing is listening there"));
+                }
                 Ok(Err(JoinError::Retry(reason))) => {
                     tracing::debug!(%server, %reason, "rendezvous server unusable");
                     reasons.push(format!("{server}: {reason}"));
@@ -321,6 +332,7 @@ impl SignalClient {
             }
         }
         Err(SignalError::Unreachable {
+            refused: refused > 0 && refused == tried.len(),
             tried,
             reason: if reasons.is_empty() {
                 "the ticket lists no server".to_owned()
@@ -550,6 +562,8 @@ fn room_url(server: &str, room_id: &str) -> String {
 }
 
 enum JoinError {
+    /// Nothing listens at this address; try the next.
+    Refused,
     /// This server is unusable; try the next.
     Retry(String),
     /// The server answered definitively for our room.
@@ -562,7 +576,14 @@ async fn join(url: &str) -> Result<(Ws, Position, Vec<IceServer>), JoinError> {
         .max_frame_size(Some(MAX_INCOMING_BYTES));
     let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
-        .map_err(|e| JoinError::Retry(e.to_string()))?;
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                JoinError::Refused
+            }
+            other => JoinError::Retry(other.to_string()),
+        })?;
     match read_server_message(&mut ws).await {
         Ok(ServerMessage::Welcome {
             position,

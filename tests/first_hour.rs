@@ -278,3 +278,63 @@ fn time_at_the_prompt_is_not_counted_as_transfer_time() {
     );
     assert_same_tree(src.path(), out.path());
 }
+
+/// A stream from standard input has no size: the sender's bar (on a
+/// terminal) counts bytes and a rate, with no total and no ETA, and the
+/// receiver is told it is a stream.
+#[test]
+fn a_stream_shows_a_count_and_a_rate_but_no_total() {
+    use std::io::{BufRead, BufReader, Read};
+    // Ten MiB, a tenth of a second apart, so the bar is drawn several times.
+    let line = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do head -c 1048576 /dev/zero; sleep 0.1; done | {BIN} send - --name s.bin"
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script(1) from util-linux");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let ticket = loop {
+        let mut l = String::new();
+        assert!(stdout.read_line(&mut l).unwrap() > 0, "no ticket: {seen}");
+        seen.push_str(&l);
+        if let Some(t) = l.trim().strip_prefix("ferry receive ") {
+            break t.to_string();
+        }
+    };
+    let out = tempdir();
+    let recv = receive(&ticket, &["--out", path_str(out.path())]);
+    assert!(recv.status.success(), "{}", recv.stderr);
+    assert!(
+        recv.stderr
+            .contains("offered: 1 file, a stream of unknown length\n  s.bin (a stream)"),
+        "{}",
+        recv.stderr
+    );
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    seen.push_str(&String::from_utf8_lossy(&rest));
+    assert!(
+        seen.contains("offering s.bin (a stream of unknown length)"),
+        "{seen}"
+    );
+    // The bar was drawn (its prefix and a rate), without a total or ETA.
+    let frames: Vec<&str> = seen
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("sending direct"))
+        .collect();
+    assert!(!frames.is_empty(), "no bar was drawn: {seen:?}");
+    for f in &frames {
+        assert!(f.contains("/s"), "{f:?}");
+        assert!(!f.contains("ETA") && !f.contains("/0 B"), "{f:?}");
+    }
+    assert_eq!(
+        std::fs::metadata(out.path().join("s.bin")).unwrap().len(),
+        10 << 20
+    );
+}

@@ -157,3 +157,81 @@ fn unreadable_files_and_folders_are_refused_before_a_ticket() {
         assert_eq!(out.stderr, want);
     }
 }
+
+/// A folder with one link and one FIFO inside, and the file the link names.
+fn folder_with_a_link_and_a_fifo() -> (tempfile::TempDir, std::path::PathBuf) {
+    let src = tempdir();
+    let docs = src.path().join("docs");
+    write(&docs.join("a.txt"), b"plain");
+    write(&src.path().join("elsewhere.txt"), b"linked");
+    std::os::unix::fs::symlink(src.path().join("elsewhere.txt"), docs.join("link.txt")).unwrap();
+    let fifo = std::ffi::CString::new(path_str(&docs.join("pipe"))).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    (src, docs)
+}
+
+#[test]
+fn what_a_folder_walk_leaves_out_is_one_plain_sentence_and_in_the_json() {
+    let (_src, docs) = folder_with_a_link_and_a_fifo();
+    let sender = send(&[path_str(&docs), "--json"], None);
+    let dst = tempdir();
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path())]);
+    assert!(recv.status.success(), "{}", recv.stderr);
+    let sent = sender.wait();
+    assert!(sent.status.success(), "{}", sent.stderr);
+    // First, before the ticket's instructions; plain text into a file.
+    assert_eq!(
+        sent.stderr.lines().next().unwrap(),
+        "left out 1 symbolic link and 1 FIFO; ferry sends regular files and folders (--follow-symlinks sends what links point to)"
+    );
+    assert!(!sent.stderr.contains('\x1b'), "{}", sent.stderr);
+    assert!(!sent.stderr.contains("WARN"), "{}", sent.stderr);
+    let json = sent.json();
+    assert_eq!(
+        json["skipped"],
+        serde_json::json!([
+            {"path": "docs/link.txt", "why": "symlink"},
+            {"path": "docs/pipe", "why": "fifo"}
+        ])
+    );
+    assert_eq!(tree(dst.path()), vec!["docs/", "docs/a.txt"]);
+
+    // -q: not a word but errors.
+    // (Without the tests' RUST_LOG, which would override it.)
+    let mut quiet = ferry();
+    quiet
+        .env_remove("RUST_LOG")
+        .args(["send", path_str(&docs), "-q"]);
+    let sender = spawn_sender(quiet, None);
+    let out = tempdir();
+    let recv = run(ferry().env_remove("RUST_LOG").args([
+        "receive",
+        &sender.ticket,
+        "--out",
+        path_str(out.path()),
+        "-q",
+    ]));
+    assert!(recv.status.success(), "{}", recv.stderr);
+    let sent = sender.wait();
+    assert!(sent.status.success());
+    assert_eq!(sent.stderr, "");
+    assert_eq!(recv.stderr, "");
+
+    // --follow-symlinks sends what the link points to.
+    let sender = send(&[path_str(&docs), "--follow-symlinks"], None);
+    let dst = tempdir();
+    let recv = receive(&sender.ticket, &["--out", path_str(dst.path())]);
+    assert!(recv.status.success(), "{}", recv.stderr);
+    let sent = sender.wait();
+    assert!(
+        sent.stderr
+            .starts_with("left out 1 FIFO; ferry sends regular files and folders\n"),
+        "{}",
+        sent.stderr
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("docs/link.txt")).unwrap(),
+        b"linked"
+    );
+}

@@ -47,17 +47,17 @@ const utf8 = new TextEncoder();
  * the CLI (PROTOCOL §5.1), so a page never writes what ferry would refuse.
  */
 export function unsafePathReason(path) {
-  if (typeof path !== 'string' || path.length === 0) return 'empty path';
-  if (utf8.encode(path).length > 4096) return 'path longer than 4096 bytes';
-  if (path.startsWith('/')) return 'absolute path';
+  if (typeof path !== 'string' || path.length === 0) return 'the path is empty';
+  if (utf8.encode(path).length > 4096) return 'the path is longer than 4096 bytes';
+  if (path.startsWith('/')) return 'it is an absolute path';
   for (const part of path.split('/')) {
-    if (part === '') return 'empty path component';
-    if (part === '.' || part === '..') return "'.' or '..' component";
-    if (utf8.encode(part).length > 255) return 'name longer than 255 bytes';
-    if (part.includes('\\')) return 'backslash in path';
+    if (part === '') return 'it has an empty part (two slashes in a row)';
+    if (part === '.' || part === '..') return "it has a '.' or '..' part, which could reach outside the folder";
+    if (utf8.encode(part).length > 255) return 'a name in it is longer than 255 bytes';
+    if (part.includes('\\')) return 'it has a backslash, which Windows reads as a folder separator';
     // C0 and C1 controls: terminals may act on them when a name is printed.
-    if (/[\u0000-\u001f\u007f-\u009f]/.test(part)) return 'control character in path';
-    if (/^[A-Za-z]:/.test(part)) return 'drive prefix';
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(part)) return 'its name has a control character';
+    if (/^[A-Za-z]:/.test(part)) return 'it starts with a letter and a colon, which Windows reads as a drive';
   }
   return null;
 }

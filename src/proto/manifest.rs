@@ -54,7 +54,7 @@ pub struct UnsafePath {
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ManifestError {
-    #[error("refused in the offer: {0}")]
+    #[error("{0}")]
     UnsafePath(#[from] UnsafePath),
     #[error("the offer lists {0:?} twice")]
     Duplicate(String),
@@ -93,33 +93,35 @@ pub fn validate_path(path: &str) -> Result<Vec<&str>, UnsafePath> {
         })
     };
     if path.is_empty() {
-        return bad("empty path");
+        return bad("the path is empty");
     }
     if path.len() > MAX_PATH_BYTES {
-        return bad("path longer than 4096 bytes");
+        return bad("the path is longer than 4096 bytes");
     }
     if path.starts_with('/') {
-        return bad("absolute path");
+        return bad("it is an absolute path");
     }
     let mut parts = Vec::new();
     for part in path.split('/') {
         match part {
-            "" => return bad("empty path component"),
-            "." | ".." => return bad("'.' or '..' component"),
+            "" => return bad("it has an empty part (two slashes in a row)"),
+            "." | ".." => {
+                return bad("it has a '.' or '..' part, which could reach outside the folder")
+            }
             _ => {}
         }
         if part.len() > MAX_COMPONENT_BYTES {
-            return bad("name longer than 255 bytes");
+            return bad("a name in it is longer than 255 bytes");
         }
         if part.contains('\\') {
-            return bad("backslash in path");
+            return bad("it has a backslash, which Windows reads as a folder separator");
         }
         if part.chars().any(char::is_control) {
-            return bad("control character in path");
+            return bad("its name has a control character");
         }
         let b = part.as_bytes();
         if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
-            return bad("drive prefix");
+            return bad("it starts with a letter and a colon, which Windows reads as a drive");
         }
         parts.push(part);
     }
@@ -191,6 +193,13 @@ impl Manifest {
             .iter()
             .filter_map(|e| e.size)
             .fold(0u64, u64::saturating_add)
+    }
+
+    /// Whether some file is a stream of unknown length (standard input).
+    pub fn has_stream(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.kind == EntryKind::File && e.size.is_none())
     }
 
     pub fn file_count(&self) -> usize {
