@@ -248,22 +248,7 @@ pub enum Skip {
 }
 
 impl Skip {
-    fn noun(self, n: usize) -> String {
-        let (one, many) = match self {
-            Skip::Symlink => ("symbolic link", "symbolic links"),
-            Skip::BrokenSymlink => ("broken symbolic link", "broken symbolic links"),
-            Skip::FolderAgain => (
-                "link to a folder already sent",
-                "links to folders already sent",
-            ),
-            Skip::Fifo => ("FIFO", "FIFOs"),
-            Skip::Socket => ("socket", "sockets"),
-            Skip::Device => ("device file", "device files"),
-        };
-        format!("{n} {}", if n == 1 { one } else { many })
-    }
-
-    /// The word scripts get in `--json`.
+    /// Its name in `--json` and in the offer's `left_out`.
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::Symlink => "symlink",
@@ -281,25 +266,23 @@ impl Walk {
     /// symbolic links and 1 FIFO; ferry sends regular files and folders
     /// (--follow-symlinks sends what links point to)".
     pub fn skipped_sentence(&self) -> Option<String> {
-        if self.skipped.is_empty() {
-            return None;
-        }
-        let mut counts: std::collections::BTreeMap<Skip, usize> = Default::default();
-        for (_, why) in &self.skipped {
-            *counts.entry(*why).or_default() += 1;
-        }
-        let parts: Vec<String> = counts.iter().map(|(k, n)| k.noun(*n)).collect();
-        let list = match parts.as_slice() {
-            [one] => one.clone(),
-            [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
-            [] => String::new(),
-        };
-        let hint = if counts.contains_key(&Skip::Symlink) {
+        let left = self.left_out();
+        let list = crate::proto::left_out_sentence(&left)?;
+        let hint = if left.contains_key(Skip::Symlink.as_str()) {
             "; ferry sends regular files and folders (--follow-symlinks sends what links point to)"
         } else {
             "; ferry sends regular files and folders"
         };
         Some(format!("left out {list}{hint}"))
+    }
+
+    /// What was left out, counted by kind, for the offer.
+    pub fn left_out(&self) -> crate::proto::LeftOut {
+        let mut counts = crate::proto::LeftOut::new();
+        for (_, why) in &self.skipped {
+            *counts.entry(why.as_str().to_string()).or_default() += 1;
+        }
+        counts
     }
 }
 

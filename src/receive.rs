@@ -16,7 +16,10 @@ use crate::files::{self, FilesError, PartFile};
 use crate::lanes::{self, LaneEvent, Lanes};
 use crate::progress::{Progress, Summary};
 use crate::proto::hash::Cv;
-use crate::proto::{Control, EntryKind, Held, Manifest, ProtoError, Receiver, ReceiverAction};
+use crate::proto::{
+    left_out_sentence, Control, EntryKind, Held, LeftOut, Manifest, ProtoError, Receiver,
+    ReceiverAction,
+};
 use crate::resume::{self, StateLog};
 use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch};
 use crate::signal::{SignalClient, SignalError};
@@ -174,23 +177,25 @@ async fn pump(
         while let Some(action) = core.poll_action() {
             let step: Result<()> = match action {
                 ReceiverAction::SendControl(msg) => link.send_control(&msg.encode()).await,
-                ReceiverAction::Offer(manifest) => match decide(&manifest, ctx, cancel).await {
-                    Ok(plan) => start(core, ctx, manifest, plan, &write_tx).await,
-                    Err(e) if e.is::<Interrupted>() => {
-                        core.abort(ProtoError::Local("the receiver was interrupted".into()));
-                        finished = Some(Err(e));
-                        Ok(())
+                ReceiverAction::Offer(manifest) => {
+                    match decide(&manifest, core.left_out(), ctx, cancel).await {
+                        Ok(plan) => start(core, ctx, manifest, plan, &write_tx).await,
+                        Err(e) if e.is::<Interrupted>() => {
+                            core.abort(ProtoError::Local("the receiver was interrupted".into()));
+                            finished = Some(Err(e));
+                            Ok(())
+                        }
+                        Err(e) => {
+                            // The sender gets the short form, about this side.
+                            let why = e
+                                .downcast_ref::<Refused>()
+                                .map_or_else(|| format!("{e:#}"), |r| r.for_sender.clone());
+                            core.decline(&why);
+                            finished = Some(Err(e));
+                            Ok(())
+                        }
                     }
-                    Err(e) => {
-                        // The sender gets the short form, about this side.
-                        let why = e
-                            .downcast_ref::<Refused>()
-                            .map_or_else(|| format!("{e:#}"), |r| r.for_sender.clone());
-                        core.decline(&why);
-                        finished = Some(Err(e));
-                        Ok(())
-                    }
-                },
+                }
                 ReceiverAction::Write {
                     file,
                     block,
@@ -418,7 +423,12 @@ fn spent_ticket(e: SignalError) -> anyhow::Error {
 }
 
 /// Show the offer, check it fits and overwrites nothing, and ask if we may.
-async fn decide(manifest: &Manifest, ctx: &mut Ctx, cancel: &CancellationToken) -> Result<Plan> {
+async fn decide(
+    manifest: &Manifest,
+    left_out: &LeftOut,
+    ctx: &mut Ctx,
+    cancel: &CancellationToken,
+) -> Result<Plan> {
     let files = manifest.file_count();
     let dirs = manifest.entries.len() - files;
     let folders = match dirs {
@@ -444,6 +454,11 @@ async fn decide(manifest: &Manifest, ctx: &mut Ctx, cancel: &CancellationToken) 
     }
     if files > 10 {
         lines.push(format!("  ... and {} more", files - 10));
+    }
+    if let Some(list) = left_out_sentence(left_out) {
+        lines.push(format!(
+            "the sender left out {list} (ferry sends regular files and folders)"
+        ));
     }
     ctx.progress.say(&lines.join("\n"));
 

@@ -53,6 +53,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     if let (Some(line), false) = (walk.skipped_sentence(), common.quiet) {
         eprintln!("{line}");
     }
+    let left_out = walk.left_out();
     let skipped = walk.skipped;
 
     // Rendezvous: the user's, or our own on --bind.
@@ -129,7 +130,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
         let path = link.path().await;
         progress.say(&format!("connected ({} path)", path.as_str()));
         let caps = session::capabilities(&link);
-        let mut core = Sender::with_lanes(manifest.clone(), DEFAULT_WINDOW, caps);
+        let mut core = Sender::offering(manifest.clone(), &left_out, DEFAULT_WINDOW, caps);
         let mut timing = Attempt::new(path.as_str());
         let offer = Offer {
             sources: &sources,

@@ -823,10 +823,16 @@ impl Link {
     /// (for up to 2 s) and suits a transfer that ended well; `Drain::Control`
     /// delivers only a last control message (a cancel) and suits one that
     /// failed; `Drain::Nothing` suits a peer that is already gone.
+    ///
+    /// The cancel gets up to 5 s: SCTP's retransmission timer starts at 1 s
+    /// and doubles while the peer doesn't answer, so after a peer that was
+    /// busy or suspended for a moment, the cancel (which carries the reason
+    /// the peer shows its user) may go out only a second or two later. It
+    /// had 0.5 s, and such a receiver said "lost the sender" instead.
     pub async fn close(self, drain: Drain) {
         let grace = match drain {
             Drain::All => Duration::from_secs(2),
-            Drain::Control => Duration::from_millis(500),
+            Drain::Control => Duration::from_secs(5),
             Drain::Nothing => Duration::ZERO,
         };
         let deadline = tokio::time::Instant::now() + grace;

@@ -106,7 +106,7 @@ proptest! {
             Entry { path: "a".into(), kind: EntryKind::File, size: Some(40_000), mode: 0 },
             Entry { path: "s".into(), kind: EntryKind::File, size: None, mode: 0 },
         ]};
-        r.handle_control(Control::Manifest { block_size: m.block_size, entries: m.entries.clone(), more: false });
+        r.handle_control(Control::Manifest { block_size: m.block_size, entries: m.entries.clone(), more: false, left_out: Default::default() });
         r.accept(m, vec![]);
         for msg in &msgs {
             r.handle_data(msg);
@@ -429,7 +429,7 @@ fn write_fuzz_seeds() {
             reason: "no".into(),
         },
     ];
-    controls.extend(wire::manifest_parts(&small));
+    controls.extend(wire::manifest_parts(&small, &Default::default()));
     write_seeds(
         "control",
         &controls

@@ -127,7 +127,7 @@ impl LyingSender {
             block_size: BS,
             entries,
         };
-        for part in wire::manifest_parts(&manifest) {
+        for part in wire::manifest_parts(&manifest, &Default::default()) {
             self.control(&part).await;
         }
     }

@@ -51,8 +51,13 @@ fn change_mid_transfer(
         waited += 1;
         assert!(waited < 12_000, "the receiver never started writing");
     }
+    // Both stopped: the receiver so that reads remain, the sender so that
+    // none of them sees the change half done (an append moves the times
+    // before the size).
     signal(recv.id(), libc::SIGSTOP);
+    signal(sender.child.id(), libc::SIGSTOP);
     change(&file);
+    signal(sender.child.id(), libc::SIGCONT);
     signal(recv.id(), libc::SIGCONT);
     let recv = recv.wait_with_output().unwrap();
     let recv = Output {
@@ -178,6 +183,14 @@ fn what_a_folder_walk_leaves_out_is_one_plain_sentence_and_in_the_json() {
     let dst = tempdir();
     let recv = receive(&sender.ticket, &["--out", path_str(dst.path())]);
     assert!(recv.status.success(), "{}", recv.stderr);
+    // The receiver is told, in its own words (not the sender's).
+    assert!(
+        recv.stderr.contains(
+            "\nthe sender left out 1 symbolic link and 1 FIFO (ferry sends regular files and folders)\n"
+        ),
+        "{}",
+        recv.stderr
+    );
     let sent = sender.wait();
     assert!(sent.status.success(), "{}", sent.stderr);
     // First, before the ticket's instructions; plain text into a file.

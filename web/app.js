@@ -292,7 +292,11 @@ async function receive(ticketText) {
     onEvent: (ev) => {
       switch (ev.type) {
         case 'offer':
-          setState('offer', `${PATHS[path]}. The sender offers ${summary(ev.manifest.entries)}.`);
+          setState(
+            'offer',
+            `${PATHS[path]}. The sender offers ${summary(ev.manifest.entries)}.` +
+              (ev.manifest.leftOut ? ` It left out ${ev.manifest.leftOut}.` : ''),
+          );
           offer(ev.manifest, receiver);
           break;
         case 'progress':

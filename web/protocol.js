@@ -103,6 +103,35 @@ export function validateManifest(manifest) {
   }
 }
 
+/** Kinds a sender may say it left out (`left_out` of the last manifest part). */
+const LEFT_OUT_KINDS = [
+  ['symlink', 'symbolic link', 'symbolic links'],
+  ['broken symlink', 'broken symbolic link', 'broken symbolic links'],
+  ['folder already sent', 'link to a folder already sent', 'links to folders already sent'],
+  ['fifo', 'FIFO', 'FIFOs'],
+  ['socket', 'socket', 'sockets'],
+  ['device', 'device file', 'device files'],
+];
+
+/**
+ * "2 symbolic links and 1 FIFO", or null: in our words, never the peer's
+ * (unknown kinds are summed as "other things"); malformed counts are ignored.
+ */
+export function leftOutSentence(leftOut) {
+  if (leftOut === null || typeof leftOut !== 'object' || Array.isArray(leftOut)) return null;
+  const count = (k) => (Number.isSafeInteger(leftOut[k]) && leftOut[k] > 0 ? leftOut[k] : 0);
+  const parts = [];
+  for (const [kind, one, many] of LEFT_OUT_KINDS) {
+    const n = count(kind);
+    if (n) parts.push(`${n} ${n === 1 ? one : many}`);
+  }
+  const known = new Set(LEFT_OUT_KINDS.map(([k]) => k));
+  const other = Object.keys(leftOut).filter((k) => !known.has(k)).reduce((n, k) => n + count(k), 0);
+  if (other) parts.push(`${other} other thing${other === 1 ? '' : 's'}`);
+  if (parts.length === 0) return null;
+  return parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
+}
+
 /** The manifest as control messages of at most about MANIFEST_PART bytes each. */
 export function manifestParts(blockSize, entries) {
   const parts = [];

@@ -17,6 +17,7 @@ import {
   decodeControl,
   decodeFrame,
   hello,
+  leftOutSentence,
   peerWindow,
   stoppedBy,
   validateManifest,
@@ -92,6 +93,7 @@ export class Receiver {
     const manifest = this.parts;
     this.parts = null;
     validateManifest(manifest);
+    manifest.leftOut = leftOutSentence(msg.left_out);
     this.manifest = manifest;
     this.stats.total = manifest.entries.reduce((n, e) => n + (e.size ?? 0), 0);
     this.phase = 'decision';

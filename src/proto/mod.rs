@@ -14,7 +14,7 @@ pub mod wire;
 pub use manifest::{Entry, EntryKind, Manifest, ManifestError};
 pub use receiver::{Held, Receiver, ReceiverAction};
 pub use sender::{DataItem, Purpose, ReadRequest, Sender, SenderAction};
-pub use wire::{Capabilities, Control};
+pub use wire::{left_out_sentence, Capabilities, Control, LeftOut};
 
 use bytes::{BufMut, BytesMut};
 

@@ -13,7 +13,7 @@ use super::manifest::{
 };
 use super::sender::{control_name, hello};
 use super::wire::{
-    cv_to_hex, Capabilities, Control, Frame, HaveBlock, HaveFile, MAX_LANES, MESSAGE_COST,
+    cv_to_hex, Capabilities, Control, Frame, HaveBlock, HaveFile, LeftOut, MAX_LANES, MESSAGE_COST,
     PROTOCOL_VERSION,
 };
 use super::ProtoError;
@@ -113,6 +113,8 @@ pub struct Receiver {
     manifest: Manifest,
     /// The offer's parts received so far.
     manifest_parts: Option<Manifest>,
+    /// What the sender said it left out of its offer.
+    left_out: LeftOut,
     files: Vec<Option<RecvFile>>,
     /// The block being assembled on each data channel: index 0 is the main
     /// connection's, 1.. the lanes agreed in the hellos.
@@ -157,6 +159,7 @@ impl Receiver {
             phase: Phase::AwaitHello,
             manifest: Manifest::default(),
             manifest_parts: None,
+            left_out: LeftOut::new(),
             files: Vec::new(),
             assembling: vec![None],
             lanes,
@@ -219,6 +222,7 @@ impl Receiver {
                     block_size,
                     entries,
                     more,
+                    left_out,
                 },
                 Phase::AwaitManifest,
             ) => {
@@ -248,6 +252,7 @@ impl Receiver {
                 if more {
                     return;
                 }
+                self.left_out = left_out;
                 let manifest = self.manifest_parts.take().unwrap_or_default();
                 if let Err(e) = manifest.validate() {
                     return self.fail(ProtoError::Manifest(e));
@@ -339,6 +344,11 @@ impl Receiver {
         if self.unfinished == 0 {
             self.finish_all();
         }
+    }
+
+    /// What the sender said its offer leaves out (valid from the offer on).
+    pub fn left_out(&self) -> &LeftOut {
+        &self.left_out
     }
 
     pub fn decline(&mut self, reason: &str) {

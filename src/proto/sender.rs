@@ -9,7 +9,8 @@ use bytes::Bytes;
 use super::hash::{root_from_cvs, Cv};
 use super::manifest::{block_count, EntryKind, Manifest};
 use super::wire::{
-    cv_from_hex, manifest_parts, Capabilities, Control, HaveFile, MAX_LANES, PROTOCOL_VERSION,
+    cv_from_hex, manifest_parts, Capabilities, Control, HaveFile, LeftOut, MAX_LANES,
+    PROTOCOL_VERSION,
 };
 use super::ProtoError;
 
@@ -149,6 +150,17 @@ impl Sender {
     /// connections; once the receiver's hello agrees,
     /// [`SenderAction::OpenLanes`] says how many to open.
     pub fn with_lanes(manifest: Manifest, window: usize, caps: Capabilities) -> Sender {
+        Sender::offering(manifest, &LeftOut::new(), window, caps)
+    }
+
+    /// [`with_lanes`](Self::with_lanes), telling the receiver what the
+    /// offer leaves out.
+    pub fn offering(
+        manifest: Manifest,
+        left_out: &LeftOut,
+        window: usize,
+        caps: Capabilities,
+    ) -> Sender {
         let files = manifest
             .entries
             .iter()
@@ -188,7 +200,7 @@ impl Sender {
             ..caps
         });
         sender.actions.push_back(SenderAction::SendControl(hello));
-        for part in manifest_parts(&sender.manifest) {
+        for part in manifest_parts(&sender.manifest, left_out) {
             sender.actions.push_back(SenderAction::SendControl(part));
         }
         sender

@@ -93,6 +93,7 @@ fn transfer(
                             block_size: offered.block_size,
                             entries: offered.entries.clone(),
                             more: false,
+                            left_out: Default::default(),
                         },
                         (msg, _) => msg,
                     };
@@ -533,6 +534,7 @@ fn accepting_with(caps: Capabilities, sender_window: u32, entries: Vec<Entry>) -
         block_size: BS,
         entries,
         more: false,
+        left_out: Default::default(),
     });
     let offer = std::iter::from_fn(|| receiver.poll_action()).find_map(|a| match a {
         ReceiverAction::Offer(m) => Some(m),
@@ -618,6 +620,7 @@ fn manifest_parts_piling_up_past_the_paths_limit_are_refused() {
             block_size: BS,
             entries,
             more: true,
+            left_out: Default::default(),
         });
         let failed = std::iter::from_fn(|| receiver.poll_action())
             .find(|a| matches!(a, ReceiverAction::Failed(_)));

@@ -54,6 +54,10 @@ pub enum Control {
         entries: Vec<Entry>,
         #[serde(default)]
         more: bool,
+        /// On the last part: how many things of each kind the sender's walk
+        /// left out ("symlink", "fifo", ...), so the receiver can say so.
+        #[serde(default, skip_serializing_if = "LeftOut::is_empty")]
+        left_out: LeftOut,
     },
     /// Receiver -> sender: start sending. `have` lists blocks the receiver
     /// already holds, verified, so the sender can skip them (resume).
@@ -113,8 +117,60 @@ pub struct HaveBlock {
     pub cv: String,
 }
 
-/// The manifest as control messages, each at most about [`MANIFEST_PART`] bytes.
-pub fn manifest_parts(manifest: &Manifest) -> Vec<Control> {
+/// Counts by kind of what a sender left out of its offer. The kinds a
+/// receiver knows are [`LEFT_OUT_KINDS`]; it counts any other as "other".
+pub type LeftOut = std::collections::BTreeMap<String, u64>;
+
+/// The kinds of [`LeftOut`], with how a person reads one and several.
+pub const LEFT_OUT_KINDS: [(&str, &str, &str); 6] = [
+    ("symlink", "symbolic link", "symbolic links"),
+    (
+        "broken symlink",
+        "broken symbolic link",
+        "broken symbolic links",
+    ),
+    (
+        "folder already sent",
+        "link to a folder already sent",
+        "links to folders already sent",
+    ),
+    ("fifo", "FIFO", "FIFOs"),
+    ("socket", "socket", "sockets"),
+    ("device", "device file", "device files"),
+];
+
+/// "2 symbolic links and 1 FIFO": never a peer's own words, which could
+/// hold anything; unknown kinds are summed as "other things".
+pub fn left_out_sentence(left: &LeftOut) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut other = 0u64;
+    for (kind, n) in left {
+        match LEFT_OUT_KINDS.iter().find(|(k, ..)| k == kind) {
+            Some(_) => {}
+            None => other = other.saturating_add(*n),
+        }
+    }
+    for (kind, one, many) in LEFT_OUT_KINDS {
+        if let Some(&n) = left.get(kind).filter(|n| **n > 0) {
+            parts.push(format!("{n} {}", if n == 1 { one } else { many }));
+        }
+    }
+    if other > 0 {
+        parts.push(format!(
+            "{other} other thing{}",
+            if other == 1 { "" } else { "s" }
+        ));
+    }
+    match parts.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        [rest @ .., last] => Some(format!("{} and {last}", rest.join(", "))),
+    }
+}
+
+/// The manifest as control messages, each at most about [`MANIFEST_PART`]
+/// bytes; the last carries `left_out`.
+pub fn manifest_parts(manifest: &Manifest, left_out: &LeftOut) -> Vec<Control> {
     let mut parts = Vec::new();
     let mut entries = Vec::new();
     let mut size = 0;
@@ -127,6 +183,7 @@ pub fn manifest_parts(manifest: &Manifest) -> Vec<Control> {
                 block_size,
                 entries: std::mem::take(&mut entries),
                 more: true,
+                left_out: LeftOut::new(),
             });
             size = 0;
         }
@@ -137,6 +194,7 @@ pub fn manifest_parts(manifest: &Manifest) -> Vec<Control> {
         block_size: manifest.block_size,
         entries,
         more: false,
+        left_out: left_out.clone(),
     });
     parts
 }
@@ -340,6 +398,27 @@ mod tests {
     }
 
     #[test]
+    fn what_was_left_out_is_said_in_our_words_never_the_peers() {
+        let left = LeftOut::from([
+            ("symlink".to_string(), 3),
+            ("fifo".to_string(), 1),
+            ("\x1b[31mrm -rf".to_string(), 5),
+            ("socket".to_string(), 0),
+        ]);
+        assert_eq!(
+            left_out_sentence(&left).unwrap(),
+            "3 symbolic links, 1 FIFO and 5 other things"
+        );
+        assert_eq!(left_out_sentence(&LeftOut::new()), None);
+        // Older peers send no field at all.
+        let old = r#"{"type":"manifest","block_size":1048576,"entries":[],"more":false}"#;
+        assert!(matches!(
+            Control::decode(old.as_bytes()),
+            Ok(Control::Manifest { left_out, .. }) if left_out.is_empty()
+        ));
+    }
+
+    #[test]
     fn control_round_trip_and_garbage() {
         let m = Control::Manifest {
             block_size: 1 << 20,
@@ -350,6 +429,7 @@ mod tests {
                 mode: 0o644,
             }],
             more: false,
+            left_out: LeftOut::from([("symlink".to_string(), 2)]),
         };
         assert_eq!(Control::decode(m.encode().as_bytes()), Ok(m));
         assert_eq!(
@@ -375,7 +455,7 @@ mod tests {
             block_size: 1 << 20,
             entries: entries.clone(),
         };
-        let parts = manifest_parts(&manifest);
+        let parts = manifest_parts(&manifest, &LeftOut::new());
         assert!(parts.len() > 3);
         let mut joined = Vec::new();
         for (i, part) in parts.iter().enumerate() {

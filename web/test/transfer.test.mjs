@@ -14,6 +14,7 @@ import {
   encodeBlockHeader,
   encodeData,
   encodeFileEnd,
+  leftOutSentence,
   stoppedBy,
   validateManifest,
 } from '../protocol.js';
@@ -412,4 +413,10 @@ test("a peer's cancel reason is shown on one line, without naming the peer twice
   assert.equal(stoppedBy('sender', 'the receiver was interrupted'), 'the sender stopped the transfer: the receiver was interrupted');
   assert.equal(stoppedBy('sender', 42), 'the sender stopped the transfer');
   assert.equal(stoppedBy('sender', 'x'.repeat(500)).length, 'the sender stopped the transfer: '.length + 200);
+});
+
+test('what a sender left out is said in our words, never the peer\'s', () => {
+  assert.equal(leftOutSentence({ symlink: 3, fifo: 1, '\u001b[31mrm -rf': 5, socket: 0 }), '3 symbolic links, 1 FIFO and 5 other things');
+  assert.equal(leftOutSentence({ symlink: 1 }), '1 symbolic link');
+  for (const junk of [undefined, null, [], 'x', { symlink: -1 }, { fifo: 1.5 }]) assert.equal(leftOutSentence(junk), null);
 });
