@@ -176,7 +176,15 @@ async fn pump(
         let mut finished = None;
         while let Some(action) = core.poll_action() {
             let step: Result<()> = match action {
-                ReceiverAction::SendControl(msg) => link.send_control(&msg.encode()).await,
+                ReceiverAction::SendControl(msg) => match link.send_control(&msg.encode()).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        if let Some(why) = cancel_in_backlog(&mut link).await {
+                            finished.get_or_insert(Err(why));
+                        }
+                        Err(e)
+                    }
+                },
                 ReceiverAction::Offer(manifest) => {
                     match decide(&manifest, core.left_out(), ctx, cancel).await {
                         Ok(plan) => start(core, ctx, manifest, plan, &write_tx).await,
@@ -272,9 +280,7 @@ async fn pump(
                     if finished.is_none() {
                         finished = Some(Err(match e {
                             // On this side the peer is the sender: say so.
-                            ProtoError::PeerCancelled(why) => {
-                                anyhow!("the sender cancelled the transfer ({why})")
-                            }
+                            ProtoError::PeerCancelled(why) => sender_cancelled(&why),
                             e => anyhow!(e),
                         }));
                     }
@@ -342,7 +348,12 @@ async fn pump(
                 WriteEvent::Finished(file) => core.file_finished(file),
                 WriteEvent::Failed(e) => core.abort(ProtoError::Local(e)),
             },
-            reason = watch.gone(signal) => break Err(lost_sender(&reason)),
+            reason = watch.gone(signal) => {
+                // The rendezvous may tell of the sender's exit before its
+                // cancel, queued behind data, has been read.
+                let why = cancel_in_backlog(&mut link).await;
+                break Err(why.unwrap_or_else(|| lost_sender(&reason)));
+            }
         }
     };
     drop(write_tx);
@@ -389,6 +400,29 @@ async fn to_writer(tx: &mpsc::Sender<WriteCmd>, cmd: WriteCmd) -> Result<()> {
     tx.send(cmd)
         .await
         .map_err(|_| anyhow!("the disk writer stopped"))
+}
+
+fn sender_cancelled(why: &str) -> anyhow::Error {
+    anyhow!("the sender cancelled the transfer ({why})")
+}
+
+/// A sender that fails sends a cancel saying why and closes; by the time
+/// this side notices the close, the cancel may still wait behind data it
+/// has not read. Reads what has arrived (for at most half a second) and
+/// returns the sender's reason if it is there.
+async fn cancel_in_backlog(link: &mut Link) -> Option<anyhow::Error> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    loop {
+        match tokio::time::timeout_at(deadline, link.recv()).await.ok()? {
+            Incoming::Control(bytes) => {
+                if let Ok(Control::Cancel { reason }) = Control::decode(&bytes) {
+                    return Some(sender_cancelled(&reason));
+                }
+            }
+            Incoming::Data(..) => {}
+            Incoming::Lost(_) => return None,
+        }
+    }
 }
 
 fn lost_sender(reason: &str) -> anyhow::Error {

@@ -99,6 +99,18 @@ async fn a_receiver_that_keeps_failing_costs_the_waiting_sender_no_cpu() {
     );
 }
 
+/// Runs the shell command `line` under a pseudo-terminal (script(1)); its
+/// stdin and the terminal's output are piped to the test.
+fn in_a_terminal(line: &str) -> std::process::Child {
+    std::process::Command::new("script")
+        .args(["-qfec", line, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script(1) from util-linux")
+}
+
 /// `ferry receive TICKET ARGS` on a terminal (through `script`), answering
 /// its prompt with `keys` once it appears. Returns its exit code and output.
 fn receive_at_a_terminal(ticket: &str, args: &[&str], keys: &[u8]) -> (Option<i32>, String) {
@@ -118,13 +130,7 @@ fn receive_at_a_terminal_after(
         line.push(' ');
         line.push_str(a);
     }
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &line, "/dev/null"])
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run script(1) from util-linux");
+    let mut child = in_a_terminal(&line);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();
@@ -289,13 +295,7 @@ fn a_stream_shows_a_count_and_a_rate_but_no_total() {
     let line = format!(
         "for i in 1 2 3 4 5 6 7 8 9 10; do head -c 1048576 /dev/zero; sleep 0.1; done | {BIN} send - --name s.bin"
     );
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &line, "/dev/null"])
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run script(1) from util-linux");
+    let mut child = in_a_terminal(&line);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut seen = String::new();
     let ticket = loop {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -869,13 +868,7 @@ fn ctrl_c_on_the_receiver_stops_both_with_130() {
         &[path_str(&src.path().join("big.bin")), "--timeout", "2"],
         None,
     );
-    let recv = ferry()
-        .args(["receive", &sender.ticket, "--out", path_str(dst.path())])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let recv = spawn_receive(&sender.ticket, dst.path());
     wait_for_part(&dst.path().join(".big.bin.ferry-part"));
     interrupt(recv.id());
     let recv = recv.wait_with_output().unwrap();

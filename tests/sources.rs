@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -38,13 +38,7 @@ fn change_mid_transfer(
     write(&file, &random_bytes(96 * MIB, 31));
     let sender = send(&[path_str(&file)], None);
     let dst = tempdir();
-    let recv = ferry()
-        .args(["receive", &sender.ticket, "--out", path_str(dst.path())])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let recv = spawn_receive(&sender.ticket, dst.path());
     let mut waited = 0;
     while logged_blocks(dst.path(), "big.bin") < 2 {
         std::thread::sleep(Duration::from_millis(5));
@@ -59,12 +53,7 @@ fn change_mid_transfer(
     change(&file);
     signal(sender.child.id(), libc::SIGCONT);
     signal(recv.id(), libc::SIGCONT);
-    let recv = recv.wait_with_output().unwrap();
-    let recv = Output {
-        status: recv.status,
-        stdout: String::from_utf8_lossy(&recv.stdout).into(),
-        stderr: String::from_utf8_lossy(&recv.stderr).into(),
-    };
+    let recv = finish(recv);
     (sender.wait(), recv, dst)
 }
 

@@ -149,6 +149,28 @@ pub fn receive(ticket: &str, args: &[&str]) -> Output {
     run(ferry().arg("receive").arg(ticket).args(args))
 }
 
+/// Start `ferry receive TICKET --out OUT` in the background (stdin closed,
+/// output kept), for tests that signal it while it runs; see [`finish`].
+pub fn spawn_receive(ticket: &str, out: &Path) -> Child {
+    ferry()
+        .args(["receive", ticket, "--out", path_str(out)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry receive")
+}
+
+/// Wait for a child started with piped output.
+pub fn finish(child: Child) -> Output {
+    let out = child.wait_with_output().expect("wait for ferry");
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
 /// Run a prepared command to completion, stdin closed.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd

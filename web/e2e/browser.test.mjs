@@ -282,7 +282,7 @@ test('browser to browser through ferry serve: streamed to disk through the servi
   }
 });
 
-test('CLI to browser into a picked folder (File System Access): files land in place, existing ones are kept', async () => {
+test('CLI to browser into a picked folder (File System Access): files land in place, existing ones are kept, and the same ferry send then replaces them', async () => {
   const b = await browser(pw);
   // One server for every run: the picked folder lives in the page's origin.
   const server = await serve();
@@ -296,23 +296,27 @@ test('CLI to browser into a picked folder (File System Access): files land in pl
         return root.getDirectoryHandle('picked', { create: true });
       };
     });
-    const run = async (replace) => {
+    const start = async () => {
       const sender = ferry(['send', path.join(src, 'docs'), path.join(src, 'empty.txt'), '--server', `ws://127.0.0.1:${server.port}`]);
       procs.push(sender);
-      const ticket = (await sender.line(/^(ferry\S+)/m, 'a ticket'))[1];
+      sender.ticket = (await sender.line(/^(ferry\S+)/m, 'a ticket'))[1];
+      return sender;
+    };
+    const open = async (sender, replace) => {
       await page.goto('about:blank');
-      await page.goto(`${server.local}/#${ticket}`);
+      await page.goto(`${server.local}/#${sender.ticket}`);
       await page.waitForSelector('#save-folder:visible', { timeout: 120_000 });
       if (replace) await page.check('#replace');
       await page.click('#save-folder');
       await page.waitForFunction(() => ['done', 'failed'].includes(document.getElementById('main').dataset.state), null, {
         timeout: 60_000,
       });
-      return { status: await page.textContent('#status'), sender: await sender.exited };
+      return page.textContent('#status');
     };
-    const first = await run(false);
-    assert.match(first.status, /verified/, first.status);
-    assert.equal(first.sender.code, 0);
+    const sender = await start();
+    const first = await open(sender, false);
+    assert.match(first, /verified/, first);
+    assert.equal((await sender.exited).code, 0);
     const saved = await page.evaluate(async () => {
       const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('picked');
       const read = async (dir, name) => new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
@@ -321,12 +325,16 @@ test('CLI to browser into a picked folder (File System Access): files land in pl
     });
     assert.deepEqual(Buffer.from(saved.notes), readFileSync(path.join(src, 'docs', 'notes ✓.txt')));
     assert.equal(saved.empty, 0);
-    // Again into the same folder: refused without "Replace existing files", done with it.
-    const second = await run(false);
-    assert.match(second.status, /already exists/, second.status);
-    assert.notEqual(second.sender.code, 0);
-    const third = await run(true);
-    assert.match(third.status, /verified/, third.status);
+    // Again into the same folder: refused without "Replace existing files";
+    // the same sender keeps waiting, and the same link with it ticked works.
+    const again = await start();
+    const second = await open(again, false);
+    assert.match(second, /already exists/, second);
+    await again.line(/already exists in the chosen folder.*; waiting for the next receiver/, 'the refusal');
+    assert.equal(again.child.exitCode, null, 'ferry send stopped after the refusal');
+    const third = await open(again, true);
+    assert.match(third, /verified/, third);
+    assert.equal((await again.exited).code, 0);
   } finally {
     for (const p of procs) p.kill();
     await b.close();
@@ -366,7 +374,8 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
     assert.equal((await first.exited).code, 130);
     await screenshot(page, 'error-sender-cancelled');
 
-    // The page cancels mid-transfer: the CLI sender stops with the page's reason.
+    // The page cancels mid-transfer: the CLI sender says the page's reason
+    // and waits for the next receiver, until its user stops it.
     const second = ferry(['send', path.join(src, 'big.bin'), '--server', ws]);
     procs.push(second);
     const [, link2] = await second.line(/(http:\/\/\S+\/#ferry\S+)/, 'a browser link');
@@ -382,9 +391,10 @@ test('bad tickets and cancelling on either side give clear errors, and nothing i
     await page.click('#cancel');
     await waitState(page, 'failed').catch(() => {});
     assert.match(await page.textContent('#status'), /cancelled/i);
-    const result = await second.exited;
-    assert.notEqual(result.code, 0);
-    assert.match(result.stderr, /cancelled by the user/);
+    await second.line(/cancelled by the user; waiting for the next receiver/, 'the page\'s reason');
+    assert.equal(second.child.exitCode, null, 'ferry send stopped when the page cancelled');
+    second.child.kill('SIGINT');
+    assert.equal((await second.exited).code, 130);
     assert.equal(downloads, 0, 'a cancelled transfer offers no download');
   } finally {
     for (const p of procs) p.kill();
