@@ -248,16 +248,10 @@ pub enum Skip {
 }
 
 impl Skip {
-    /// Its name in `--json` and in the offer's `left_out`.
+    /// Its name in `--json` and in the offer's `left_out`: the protocol's
+    /// list of kinds, which is in the same order as this enum.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Skip::Symlink => "symlink",
-            Skip::BrokenSymlink => "broken symlink",
-            Skip::FolderAgain => "folder already sent",
-            Skip::Fifo => "fifo",
-            Skip::Socket => "socket",
-            Skip::Device => "device",
-        }
+        crate::proto::wire::LEFT_OUT_KINDS[self as usize].0
     }
 }
 
@@ -1123,6 +1117,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn skip_kinds_are_the_protocols_left_out_kinds_in_order() {
+        let all = [
+            Skip::Symlink,
+            Skip::BrokenSymlink,
+            Skip::FolderAgain,
+            Skip::Fifo,
+            Skip::Socket,
+            Skip::Device,
+        ];
+        assert_eq!(all.len(), crate::proto::wire::LEFT_OUT_KINDS.len());
+        assert_eq!(
+            all.map(Skip::as_str),
+            [
+                "symlink",
+                "broken symlink",
+                "folder already sent",
+                "fifo",
+                "socket",
+                "device"
+            ]
+        );
     }
 
     #[test]

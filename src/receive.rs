@@ -561,7 +561,11 @@ fn check_out(out: &Path) -> Result<()> {
                     _ => Path::new("."),
                 };
             }
-            Err(e) => bail!("cannot use --out {}: {e}", out.display()),
+            Err(e) => bail!(
+                "cannot use --out {}: {}",
+                out.display(),
+                files::io_reason(&e)
+            ),
         }
     }
     // Permission bits don't tell root, a read-only mount or an immutable

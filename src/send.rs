@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -328,9 +328,8 @@ impl Retry {
         if self.last.as_deref() == Some(what) {
             self.repeats += 1;
             // At 10, 100, 1000...: a stuck receiver stays visible without a line per try.
-            let digits = self.repeats.to_string();
-            if digits.len() > 1 && digits[1..].bytes().all(|b| b == b'0') && digits.starts_with('1')
-            {
+            let n = self.repeats;
+            if n >= 10 && 10u64.pow(n.ilog10()) == n {
                 progress.say(&format!("the same again ({} times in a row)", self.repeats));
             }
             return;
@@ -699,15 +698,15 @@ fn read_error(name: &str, e: files::FilesError) -> ProtoError {
 /// an offer declined before any read can be made again.
 struct StdinReader {
     requests: std::sync::mpsc::Sender<(ReadRequest, mpsc::UnboundedSender<ReadDone>)>,
-    /// Bytes taken from standard input so far.
-    consumed: Arc<AtomicU64>,
+    /// Whether any byte was taken from standard input.
+    consumed: Arc<AtomicBool>,
 }
 
 impl StdinReader {
     fn new() -> StdinReader {
         let (requests, rx) =
             std::sync::mpsc::channel::<(ReadRequest, mpsc::UnboundedSender<ReadDone>)>();
-        let consumed = Arc::new(AtomicU64::new(0));
+        let consumed = Arc::new(AtomicBool::new(false));
         let count = consumed.clone();
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
@@ -722,7 +721,7 @@ impl StdinReader {
                         Ok(0) => break Ok(()),
                         Ok(n) => {
                             filled += n;
-                            count.fetch_add(n as u64, Ordering::Relaxed);
+                            count.store(true, Ordering::Relaxed);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(e) => break Err(e),
@@ -750,6 +749,6 @@ impl StdinReader {
 
     /// Whether any of standard input was read: it can't be offered again.
     fn consumed(&self) -> bool {
-        self.consumed.load(Ordering::Relaxed) > 0
+        self.consumed.load(Ordering::Relaxed)
     }
 }
