@@ -7,6 +7,7 @@ mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -176,7 +177,7 @@ fn wait_in(ns: &LoopbackOnly, port: u16) {
         if ok {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
     panic!("nothing listens on port {port} in {}", ns.name);
 }
@@ -201,4 +202,97 @@ fn send_with_loopback_down_fails_clearly() {
         "{}",
         out.stderr
     );
+}
+
+/// A path that stops carrying data for 35 s while small packets (ICE checks,
+/// SACKs) still pass, as when a Wi-Fi link or a middlebox stalls big packets:
+/// once it carries data again the transfer resumes on its own and completes.
+/// SCTP's retransmission timer backs off through such a gap; stock rtc-sctp
+/// gave up retransmitting after its sixth expiry in a row and the transfer
+/// hung for ever (vendor/rtc-sctp/FERRY-PATCH.md).
+#[test]
+fn a_transfer_resumes_after_the_path_stops_carrying_data_for_35_seconds() {
+    let ns = LoopbackOnly::new(true);
+    let dir = tempdir();
+    let src = dir.path().join("big.bin");
+    write(&src, &random_bytes(256 * MIB, 35));
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let sender = spawn_sender(ns.ferry(&["send", path_str(&src)]), None);
+    let receiver = ns
+        .ferry(&["receive", &sender.ticket, "--yes", "--json"])
+        .args(["--out", path_str(&out)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry receive");
+    // Mid-transfer: at least 16 MiB has landed.
+    while bytes_under(&out) < 16 * MIB as u64 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let rule = [
+        "INPUT",
+        "-p",
+        "udp",
+        "-m",
+        "length",
+        "--length",
+        "300:65535",
+        "-j",
+        "DROP",
+    ];
+    let iptables = |op: &str| {
+        let mut args = vec!["ip", "netns", "exec", &ns.name, "iptables", op];
+        args.extend(rule);
+        sh(&args);
+    };
+    iptables("-A");
+    std::thread::sleep(Duration::from_secs(35));
+    let stalled_at = bytes_under(&out);
+    iptables("-D");
+    // Not a speed check: a guard so that a transfer that never resumes fails
+    // the test instead of hanging it.
+    let received = finish_within(receiver, Duration::from_secs(120));
+    let sent = if received.status.success() {
+        sender.wait()
+    } else {
+        sender.kill()
+    };
+    assert!(
+        received.status.success(),
+        "the transfer did not resume after the path came back ({stalled_at} bytes had landed):\n{}\nsender:\n{}",
+        received.stderr,
+        sent.stderr
+    );
+    assert!(
+        stalled_at < 256 * MIB as u64,
+        "the transfer finished before the path stalled"
+    );
+    assert_eq!(b3(&out.join("big.bin")), b3(&src), "the file differs");
+}
+
+/// Bytes in all files under `dir`, partial ones included.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => bytes_under(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Waits for `child` (piped output) for at most `limit`, killing it after.
+fn finish_within(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().expect("wait for ferry").is_none() && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    finish(child)
 }
