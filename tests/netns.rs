@@ -90,12 +90,7 @@ fn transfer_inside(ns: &LoopbackOnly, size: usize, server: Option<&str>) -> Outp
     let mut receive = ns.ferry(&["receive", &sender.ticket, "--yes", "--json"]);
     receive.args(["--out", path_str(&out)]).args(&recv_extra);
     let received = run(&mut receive);
-    // On failure the sender waits for the receiver to come back: stop it.
-    let sent = if received.status.success() {
-        sender.wait()
-    } else {
-        sender.kill()
-    };
+    let sent = sender.after(&received);
     assert!(
         received.status.success(),
         "ferry receive failed in a loopback-only namespace:\n{}\nsender:\n{}",
@@ -219,7 +214,7 @@ fn a_transfer_resumes_after_the_path_stops_carrying_data_for_35_seconds() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let sender = spawn_sender(ns.ferry(&["send", path_str(&src)]), None);
-    let receiver = ns
+    let mut receiver = ns
         .ferry(&["receive", &sender.ticket, "--yes", "--json"])
         .args(["--out", path_str(&out)])
         .stdin(Stdio::null())
@@ -229,6 +224,14 @@ fn a_transfer_resumes_after_the_path_stops_carrying_data_for_35_seconds() {
         .expect("spawn ferry receive");
     // Mid-transfer: at least 16 MiB has landed.
     while bytes_under(&out) < 16 * MIB as u64 {
+        if receiver.try_wait().expect("wait for ferry").is_some() {
+            let sent = sender.kill();
+            panic!(
+                "ferry receive ended before the path stalled:\n{}\nsender:\n{}",
+                finish(receiver).stderr,
+                sent.stderr
+            );
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     let rule = [
@@ -254,11 +257,7 @@ fn a_transfer_resumes_after_the_path_stops_carrying_data_for_35_seconds() {
     // Not a speed check: a guard so that a transfer that never resumes fails
     // the test instead of hanging it.
     let received = finish_within(receiver, Duration::from_secs(120));
-    let sent = if received.status.success() {
-        sender.wait()
-    } else {
-        sender.kill()
-    };
+    let sent = sender.after(&received);
     assert!(
         received.status.success(),
         "the transfer did not resume after the path came back ({stalled_at} bytes had landed):\n{}\nsender:\n{}",

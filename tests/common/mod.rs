@@ -136,6 +136,17 @@ impl Sender {
         let _ = self.child.kill();
         self.wait()
     }
+
+    /// The sender's output once `received` has ended: it exits after a
+    /// receiver succeeds, and after a failure waits for the next one, so it
+    /// is stopped then.
+    pub fn after(self, received: &Output) -> Output {
+        if received.status.success() {
+            self.wait()
+        } else {
+            self.kill()
+        }
+    }
 }
 
 fn read_all(mut r: impl Read) -> String {
