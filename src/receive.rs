@@ -614,6 +614,7 @@ fn preflight(out: &Path, manifest: &Manifest, force: bool) -> Result<Plan> {
         let (EntryKind::File, Some(size)) = (e.kind, e.size) else {
             continue;
         };
+        resume::drop_orphan_log(out, &e.path)?;
         let existing = target.symlink_metadata().ok();
         let held = match existing {
             Some(meta) if !force => {

@@ -123,6 +123,20 @@ impl StateLog {
     }
 }
 
+/// Removes the state log of `rel` under `out` if its partial file is gone:
+/// a receiver killed after placing the file but before removing the log
+/// left it, and no run would otherwise ever clear it.
+pub fn drop_orphan_log(out: &Path, rel: &str) -> Result<(), FilesError> {
+    let part = files::part_path_for(out, rel)?;
+    if part
+        .symlink_metadata()
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        let _ = fs::remove_file(state_path(&part));
+    }
+    Ok(())
+}
+
 /// Blocks of `rel` already in its partial file under `out`, each read back
 /// and re-hashed; only those matching their logged CV are returned.
 pub fn held_in_part(out: &Path, rel: &str, size: u64, block_size: u32) -> Result<Held, FilesError> {
@@ -240,5 +254,22 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn a_log_without_its_partial_file_is_removed_and_one_with_it_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = files::PartFile::open(dir.path(), "f.bin", false).unwrap();
+        let log = StateLog::open(part.part_path(), 1 << 20).unwrap();
+        let state = state_path(part.part_path());
+        drop_orphan_log(dir.path(), "f.bin").unwrap();
+        assert!(state.exists(), "the partial file is there: its log stays");
+        // Placed (the part renamed to its real name), then killed before the
+        // log was removed.
+        fs::rename(part.part_path(), dir.path().join("f.bin")).unwrap();
+        drop(log);
+        drop_orphan_log(dir.path(), "f.bin").unwrap();
+        assert!(!state.exists(), "the orphan log was left");
+        assert!(dir.path().join("f.bin").exists());
     }
 }
