@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::BytesMut;
-use ferry::transport::{Drain, Incoming, Link, Transport, TransportConfig};
+use ferry::net::{Drain, Incoming, Link, Transport, TransportConfig};
 use serde_json::{json, Value};
 
 /// Largest message that stays under the 65535-byte limit, as ferry uses.

@@ -3,7 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::UsageError;
+use crate::signal::IceServer;
 
 /// Send files and folders peer-to-peer over WebRTC, verified with BLAKE3.
 #[derive(Parser, Debug)]
@@ -126,4 +131,59 @@ pub struct ServeArgs {
     /// How long minted TURN credentials stay valid, in seconds
     #[arg(long, default_value_t = 12 * 3600, value_name = "SECS")]
     pub turn_ttl: u64,
+}
+
+/// One token for every way a transfer stops early; Ctrl-C cancels it.
+pub fn cancel_on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            child.cancel();
+        }
+    });
+    token
+}
+
+/// ICE servers from `--stun` / `--turn`. A TURN URL may carry its
+/// credentials as `turn:USER:PASS@host:port`.
+pub fn ice_servers(common: &Common) -> Result<Vec<IceServer>> {
+    let mut out = Vec::new();
+    for url in &common.stun {
+        if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+            return Err(
+                UsageError(format!("--stun {url:?} must start with stun: or stuns:")).into(),
+            );
+        }
+        out.push(IceServer {
+            urls: vec![url.clone()],
+            ..Default::default()
+        });
+    }
+    for url in &common.turn {
+        let (scheme, rest) = url
+            .split_once(':')
+            .filter(|(s, _)| *s == "turn" || *s == "turns")
+            .ok_or_else(|| UsageError(format!("--turn {url:?} must start with turn: or turns:")))?;
+        let (creds, host) = match rest.rsplit_once('@') {
+            Some((creds, host)) => (Some(creds), host),
+            None => (None, rest),
+        };
+        let (username, credential) = match creds.map(|c| c.split_once(':')) {
+            Some(Some((u, p))) => (Some(u.to_string()), Some(p.to_string())),
+            Some(None) => {
+                return Err(UsageError(format!(
+                    "--turn {url:?}: write credentials as USER:PASS@host"
+                ))
+                .into())
+            }
+            None => (None, None),
+        };
+        out.push(IceServer {
+            urls: vec![format!("{scheme}:{host}")],
+            username,
+            credential,
+        });
+    }
+    Ok(out)
 }

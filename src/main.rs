@@ -24,9 +24,9 @@ fn main() -> ExitCode {
     let common = cli.common;
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Send(args) => ferry::send::run(args, common).await,
-            Command::Receive(args) => ferry::receive::run(args, common).await,
-            Command::Serve(args) => ferry::serve::run(args, common).await,
+            Command::Send(args) => ferry::transfer::send::run(args, common).await,
+            Command::Receive(args) => ferry::transfer::receive::run(args, common).await,
+            Command::Serve(args) => ferry::server::run(args, common).await,
         }
     });
     // Dropping the runtime could wait on blocking reads of stdin; don't.

@@ -6,8 +6,8 @@ use ferry::proto::hash::block_cv;
 use ferry::proto::manifest::validate_path;
 use ferry::proto::wire::{self, Control, Frame};
 use ferry::proto::{Capabilities, Entry, EntryKind, Manifest, Receiver, ReceiverAction};
+use ferry::signal::Ticket;
 use ferry::signal::{self, Role, SignalMessage};
-use ferry::ticket::Ticket;
 use proptest::prelude::*;
 
 proptest! {
@@ -92,7 +92,7 @@ proptest! {
 
     #[test]
     fn resume_state_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400), bs in any::<u32>()) {
-        let _ = ferry::resume::parse(&bytes, bs);
+        let _ = ferry::files::resume::parse(&bytes, bs);
     }
 
     /// A receiver fed an arbitrary sequence of data messages after a valid
@@ -476,11 +476,11 @@ fn write_fuzz_seeds() {
 
     let dir = tempfile::tempdir().unwrap();
     let part = dir.path().join(".f.ferry-part");
-    let mut log = ferry::resume::StateLog::open(&part, 1 << 20).unwrap();
+    let mut log = ferry::files::resume::StateLog::open(&part, 1 << 20).unwrap();
     for (block, cv) in [(0, [1; 32]), (2, [2; 32]), (0, [3; 32])] {
         log.record(block, &cv).unwrap();
     }
-    let state = std::fs::read(ferry::resume::state_path(&part)).unwrap();
+    let state = std::fs::read(ferry::files::resume::state_path(&part)).unwrap();
     write_seeds("resume_state", &[state[..16].to_vec(), state]);
 
     let big = fuzz_manifest(u64::from(FUZZ_BLOCK_SIZE) + 100);

@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ferry::signal::Ticket;
 use ferry::signal::{SignalClient, SignalMessage};
-use ferry::ticket::Ticket;
 
 /// CPU time (user + system) of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {

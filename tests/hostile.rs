@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::*;
+use ferry::net::{Incoming, Link};
 use ferry::proto::hash::block_cv;
 use ferry::proto::wire;
 use ferry::proto::{Control, Entry, EntryKind, Manifest};
 use ferry::signal::SignalClient;
-use ferry::ticket::Ticket;
-use ferry::transport::{Incoming, Link};
+use ferry::signal::Ticket;
 use tokio_util::sync::CancellationToken;
 
 /// Run a rendezvous in this process and return its URL.
@@ -21,7 +21,11 @@ async fn rendezvous(cancel: &CancellationToken) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = cancel.clone().cancelled_owned();
-    tokio::spawn(ferry::rendezvous::run(listener, Default::default(), stop));
+    tokio::spawn(ferry::server::rendezvous::run(
+        listener,
+        Default::default(),
+        stop,
+    ));
     format!("ws://{addr}")
 }
 
@@ -105,7 +109,7 @@ impl LyingSender {
             receive(&ticket_text, &args)
         });
         let mut signal = SignalClient::connect(&ticket).await.unwrap();
-        let link = ferry::session::connect(&mut signal, vec![], Some(WAIT), &cancel)
+        let link = ferry::transfer::session::connect(&mut signal, vec![], Some(WAIT), &cancel)
             .await
             .unwrap();
         link.send_control(&liar_hello().encode()).await.unwrap();
@@ -333,7 +337,7 @@ impl LyingReceiver {
         let ticket: Ticket = sender.ticket.parse().unwrap();
         let cancel = CancellationToken::new();
         let mut signal = SignalClient::connect(&ticket).await.unwrap();
-        let mut link = ferry::session::connect(&mut signal, vec![], Some(WAIT), &cancel)
+        let mut link = ferry::transfer::session::connect(&mut signal, vec![], Some(WAIT), &cancel)
             .await
             .unwrap();
         link.send_control(&liar_hello().encode()).await.unwrap();

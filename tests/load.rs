@@ -137,7 +137,7 @@ fn memory_mib(pid: u32) -> (f64, f64) {
 async fn two_thousand_idle_clients_and_two_hundred_pairings() {
     // Each client holds a socket here and the server one more.
     let need = (IDLE + 2 * PAIRS + 256) as u64;
-    let have = ferry::serve::raise_open_file_limit().unwrap_or(0);
+    let have = ferry::server::raise_open_file_limit().unwrap_or(0);
     assert!(
         have >= need,
         "this test needs {need} open files; the limit is {have} (ulimit -Hn)"

@@ -61,7 +61,7 @@ fn the_server_never_receives_or_logs_the_ticket() {
     let _ = server.kill();
     let _ = server.wait();
 
-    let ticket: ferry::ticket::Ticket = ticket_text.parse().unwrap();
+    let ticket: ferry::signal::Ticket = ticket_text.parse().unwrap();
     let seen = seen.lock().unwrap();
     assert!(
         seen.requests.len() >= 2,

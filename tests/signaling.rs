@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use data_encoding::BASE64URL_NOPAD;
-use ferry::limits::{ClientLimits, Rate};
-use ferry::rendezvous::{self, Config};
+use ferry::server::limits::{ClientLimits, Rate};
+use ferry::server::rendezvous::{self, Config};
+use ferry::signal::Ticket;
 use ferry::signal::{
     associated_data, seal, Position, Role, ServerMessage, SignalClient, SignalError, SignalMessage,
 };
-use ferry::ticket::Ticket;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

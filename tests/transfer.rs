@@ -235,7 +235,7 @@ fn typo_in_ticket_is_refused_at_once_and_the_link_works() {
 
     // The sender is still waiting; the link form (as the sender prints it,
     // quoted, with the newline of a paste) reaches it.
-    let server = ferry::ticket::Ticket::from_str(&ticket).unwrap().servers[0].clone();
+    let server = ferry::signal::Ticket::from_str(&ticket).unwrap().servers[0].clone();
     let link = format!("http://{}/#{ticket}", server.trim_start_matches("ws://"));
     let out = receive(
         &format!("'{link}'\n"),

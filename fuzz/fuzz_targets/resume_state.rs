@@ -4,7 +4,7 @@
 //! mutated headers still reach the records.
 #![no_main]
 
-use ferry::resume;
+use ferry::files::resume;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

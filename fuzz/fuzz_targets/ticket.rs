@@ -1,7 +1,7 @@
 //! Ticket parsing: the string a person pastes or scans.
 #![no_main]
 
-use ferry::ticket::Ticket;
+use ferry::signal::Ticket;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,10 +1,10 @@
 // The page's ticket parser: the same bytes as the CLI's (pinned in
-// src/ticket.rs), the same paste clean-up, and every typo refused at once.
+// src/signal/ticket.rs), the same paste clean-up, and every typo refused at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32, makeTicket, parseTicket } from '../ticket.js';
 
-// src/ticket.rs `known_ticket_text`: secret 0..31, one server ws://x.
+// src/signal/ticket.rs `known_ticket_text`: secret 0..31, one server ws://x.
 const KNOWN = 'ferryaiaacaqdaqcqmbyibefawdanbyhraeiscmkbkfqxdamrugy4dupb6aigo5ztulzppbgurvjh';
 const TYPO = { name: 'TicketError', message: 'this ticket has a typo: copy it again' };
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';

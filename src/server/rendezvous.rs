@@ -17,9 +17,9 @@ use warp::http::StatusCode;
 use warp::ws::{Message, WebSocket};
 use warp::Filter;
 
-use crate::limits::{ClientKey, ClientLimits, Refusal, Tracker};
+use crate::server::limits::{ClientKey, ClientLimits, Refusal, Tracker};
+use crate::server::turn::TurnRest;
 use crate::signal::{codes, ClientMessage, IceServer, Position, ServerMessage};
-use crate::turn::TurnRest;
 
 /// Relays one connection may send in its lifetime. Signaling needs a few
 /// dozen; the cap bounds what a peer can queue for one that is not reading.
@@ -200,7 +200,7 @@ fn routes(
 
     rooms
         .or(not_upgraded)
-        .or(crate::web::files())
+        .or(crate::server::web::files())
         .recover(|_rejection: warp::Rejection| async {
             Ok::<_, Infallible>(warp::reply::with_status(
                 "not found\n",

@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Common;
+use crate::error::{error_line, Interrupted, PeerLost};
+use crate::net::{Drain, Link, Transport, TransportConfig};
 use crate::proto::Capabilities;
+use crate::signal::IceServer;
 use crate::signal::{Position, SignalClient, SignalError, SignalMessage};
-use crate::transport::{Drain, IceServer, Link, Transport, TransportConfig};
 
 /// Time allowed from "the peer is there" to "both channels are open".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -19,76 +20,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// rendezvous. Making one takes milliseconds, but a browser gathers all its
 /// candidates first, which can take ~10 s when a STUN server is unreachable.
 const DESCRIPTION_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Ctrl-C, or the user interrupting otherwise: exit code 130.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted")]
-pub struct Interrupted;
-
-/// The peer went away without a word (killed, or the network path died).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PeerLost(pub String);
-
-/// A mistake in what the user typed: exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// One token for every way a transfer stops early; Ctrl-C cancels it.
-pub fn cancel_on_ctrl_c() -> CancellationToken {
-    let token = CancellationToken::new();
-    let child = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            child.cancel();
-        }
-    });
-    token
-}
-
-/// ICE servers from `--stun` / `--turn`. A TURN URL may carry its
-/// credentials as `turn:USER:PASS@host:port`.
-pub fn ice_servers(common: &Common) -> Result<Vec<IceServer>> {
-    let mut out = Vec::new();
-    for url in &common.stun {
-        if !url.starts_with("stun:") && !url.starts_with("stuns:") {
-            return Err(
-                UsageError(format!("--stun {url:?} must start with stun: or stuns:")).into(),
-            );
-        }
-        out.push(IceServer {
-            urls: vec![url.clone()],
-            ..Default::default()
-        });
-    }
-    for url in &common.turn {
-        let (scheme, rest) = url
-            .split_once(':')
-            .filter(|(s, _)| *s == "turn" || *s == "turns")
-            .ok_or_else(|| UsageError(format!("--turn {url:?} must start with turn: or turns:")))?;
-        let (creds, host) = match rest.rsplit_once('@') {
-            Some((creds, host)) => (Some(creds), host),
-            None => (None, rest),
-        };
-        let (username, credential) = match creds.map(|c| c.split_once(':')) {
-            Some(Some((u, p))) => (Some(u.to_string()), Some(p.to_string())),
-            Some(None) => {
-                return Err(UsageError(format!(
-                    "--turn {url:?}: write credentials as USER:PASS@host"
-                ))
-                .into())
-            }
-            None => (None, None),
-        };
-        out.push(IceServer {
-            urls: vec![format!("{scheme}:{host}")],
-            username,
-            credential,
-        });
-    }
-    Ok(out)
-}
 
 /// Wait in the room for a peer and open a WebRTC link to it.
 /// `wait_for_peer` bounds how long to wait for the other side to show up.
@@ -116,7 +47,7 @@ pub async fn connect(
         let negotiate = async {
             let config = TransportConfig {
                 ice_servers: ice,
-                driver_threads: 1 + crate::lanes::wanted() as usize,
+                driver_threads: 1 + crate::net::lanes::wanted() as usize,
                 sctp_mtu: None,
             };
             let transport = match signal.position() {
@@ -202,9 +133,9 @@ const LEFT_GRACE: Duration = Duration::from_millis(500);
 /// of the link's inbox.
 pub fn capabilities(link: &Link) -> Capabilities {
     Capabilities {
-        lanes: crate::lanes::wanted(),
+        lanes: crate::net::lanes::wanted(),
         max_datagram: link.max_datagram(),
-        window: crate::transport::INBOX_BYTES as u32,
+        window: crate::net::INBOX_BYTES as u32,
     }
 }
 
@@ -356,62 +287,4 @@ pub fn report(json: bool, result: Result<JsonSummary>) -> Result<()> {
         }
     }
     result.map(|_| ())
-}
-
-/// An error and its causes as one line for people: a cause whose text the
-/// line already holds is not repeated (a message that embeds its source
-/// would otherwise say it twice), and control characters from file names
-/// are shown escaped, never printed raw.
-pub fn error_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-/// Exit code for an error that ended a command.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<Interrupted>().is_some() {
-        130
-    } else if err.downcast_ref::<UsageError>().is_some()
-        || err.downcast_ref::<crate::ticket::TicketError>().is_some()
-    {
-        2
-    } else {
-        1
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_line;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("cannot read x: {0}")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn an_error_line_says_each_cause_once_and_escapes_control_characters() {
-        let io = std::io::Error::other("disk on fire");
-        let e = anyhow::Error::new(Outer(io)).context("sending a\nb");
-        assert_eq!(error_line(&e), "sending a\\nb: cannot read x: disk on fire");
-        let plain = anyhow::anyhow!("first").context("second");
-        assert_eq!(error_line(&plain), "second: first");
-    }
 }

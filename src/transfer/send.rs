@@ -13,19 +13,20 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Common, SendArgs};
+use crate::error::{Interrupted, PeerLost, UsageError};
 use crate::files::{self, SourceFile};
-use crate::lanes::{self, LaneEvent, Lanes};
-use crate::progress::{Progress, Summary};
+use crate::net::lanes::{self, LaneEvent, Lanes};
+use crate::net::Incoming;
 use crate::proto::hash::{block_cv, single_block_root, Cv};
 use crate::proto::manifest::{validate_path, DEFAULT_BLOCK_SIZE};
 use crate::proto::sender::DEFAULT_WINDOW;
 use crate::proto::{
     Control, DataItem, Entry, EntryKind, Manifest, ProtoError, ReadRequest, Sender, SenderAction,
 };
-use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch, UsageError};
 use crate::signal::SignalClient;
-use crate::ticket::Ticket;
-use crate::transport::Incoming;
+use crate::signal::Ticket;
+use crate::transfer::progress::{Progress, Summary};
+use crate::transfer::session::{self, drain_for, JsonSummary, PeerWatch};
 
 /// Where each offered file's bytes come from.
 enum Source {
@@ -46,8 +47,8 @@ pub async fn run(args: SendArgs, common: Common) -> Result<()> {
 }
 
 async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
-    let cancel = session::cancel_on_ctrl_c();
-    let ice = session::ice_servers(&common)?;
+    let cancel = crate::cli::cancel_on_ctrl_c();
+    let ice = crate::cli::ice_servers(&common)?;
     let (manifest, sources, walk) = build_offer(&args).await?;
     // Said before the ticket, so it is read before anyone is told to connect.
     if let (Some(line), false) = (walk.skipped_sentence(), common.quiet) {
@@ -72,9 +73,9 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
             let shutdown = cancel.child_token();
             tokio::spawn(async move {
                 let stop = shutdown.clone();
-                if let Err(e) = crate::rendezvous::run(
+                if let Err(e) = crate::server::rendezvous::run(
                     listener,
-                    crate::rendezvous::Config::default(),
+                    crate::server::rendezvous::Config::default(),
                     stop.cancelled_owned(),
                 )
                 .await
@@ -254,7 +255,7 @@ impl Offer<'_> {
     /// "offering big.iso (100 MiB); waiting for the receiver to accept".
     fn describe(&self, manifest: &Manifest) -> String {
         let files = manifest.file_count();
-        let size = crate::progress::offer_size(manifest);
+        let size = crate::transfer::progress::offer_size(manifest);
         let what = match files {
             1 => manifest
                 .entries
@@ -477,7 +478,7 @@ async fn build_offer(args: &SendArgs) -> Result<(Manifest, Vec<Source>, files::W
 /// Returns the BLAKE3 of each file and the total bytes.
 async fn pump(
     core: &mut Sender,
-    mut link: crate::transport::Link,
+    mut link: crate::net::Link,
     signal: &mut SignalClient,
     offer: &Offer<'_>,
     progress: &mut Progress,
@@ -654,7 +655,7 @@ fn hash(req: &ReadRequest, data: Bytes) -> (Bytes, Option<Cv>, Option<blake3::Ha
 /// A writer task for one data channel; returns where to queue its items.
 fn spawn_writer(
     writers: &mut tokio::task::JoinSet<Result<()>>,
-    channel: crate::transport::DataSender,
+    channel: crate::net::DataSender,
 ) -> mpsc::Sender<DataItem> {
     let (tx, rx) = mpsc::channel::<DataItem>(2);
     writers.spawn(write_data(channel, rx));
@@ -670,7 +671,7 @@ async fn reserve_any(txs: &[mpsc::Sender<DataItem>]) -> Option<mpsc::Permit<'_, 
 
 /// Puts data items on the channel in order; `send` waits on back-pressure.
 async fn write_data(
-    channel: crate::transport::DataSender,
+    channel: crate::net::DataSender,
     mut items: mpsc::Receiver<DataItem>,
 ) -> Result<()> {
     while let Some(item) = items.recv().await {

@@ -12,19 +12,20 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Common, ReceiveArgs};
+use crate::error::{Interrupted, PeerLost};
+use crate::files::resume::{self, StateLog};
 use crate::files::{self, FilesError, PartFile};
-use crate::lanes::{self, LaneEvent, Lanes};
-use crate::progress::{Progress, Summary};
+use crate::net::lanes::{self, LaneEvent, Lanes};
+use crate::net::{Incoming, Link};
 use crate::proto::hash::Cv;
 use crate::proto::{
     left_out_sentence, Control, EntryKind, Held, LeftOut, Manifest, ProtoError, Receiver,
     ReceiverAction,
 };
-use crate::resume::{self, StateLog};
-use crate::session::{self, drain_for, Interrupted, JsonSummary, PeerLost, PeerWatch};
+use crate::signal::Ticket;
 use crate::signal::{SignalClient, SignalError};
-use crate::ticket::Ticket;
-use crate::transport::{Incoming, Link};
+use crate::transfer::progress::{Progress, Summary};
+use crate::transfer::session::{self, drain_for, JsonSummary, PeerWatch};
 
 /// Verified blocks queued for the disk writer (about this many MiB).
 const WRITE_QUEUE: usize = 4;
@@ -41,8 +42,8 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
     }
     let out = args.out.clone();
     tokio::task::spawn_blocking(move || check_out(&out)).await??;
-    let cancel = session::cancel_on_ctrl_c();
-    let ice = session::ice_servers(&common)?;
+    let cancel = crate::cli::cancel_on_ctrl_c();
+    let ice = crate::cli::ice_servers(&common)?;
     let wait = Duration::from_secs(args.timeout);
     let connecting = async {
         let mut signal = SignalClient::connect(&ticket).await.map_err(spent_ticket)?;
@@ -473,7 +474,7 @@ async fn decide(
     let mut lines = vec![format!(
         "offered: {files} file{}{folders}, {}",
         if files == 1 { "" } else { "s" },
-        crate::progress::offer_size(manifest)
+        crate::transfer::progress::offer_size(manifest)
     )];
     for e in manifest
         .entries

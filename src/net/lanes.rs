@@ -22,8 +22,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::net::{Lane, Link, Transport, TransportConfig};
 use crate::proto::wire::MAX_LANES;
-use crate::transport::{Lane, Link, Transport, TransportConfig};
 
 /// Lanes offered when `FERRY_LANES` does not say otherwise.
 const DEFAULT_LANES: u32 = 1;
@@ -212,7 +212,7 @@ mod tests {
     /// on this machine, and 16 MB cross it in large packets, intact and in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lane_on_this_machine_sends_large_packets() {
-        let (mut a, mut b) = crate::transport::tests::linked_pair().await;
+        let (mut a, mut b) = crate::net::transport::tests::linked_pair().await;
         assert!(a.same_host().await && b.same_host().await);
         let mtu = sctp_mtu(true, a.max_datagram(), b.max_datagram());
         if mtu.is_none() {
@@ -246,7 +246,7 @@ mod tests {
         let receive = async {
             for i in 0..250u32 {
                 match b.recv().await {
-                    crate::transport::Incoming::Data(1, m) => {
+                    crate::net::Incoming::Data(1, m) => {
                         assert!(
                             m.len() == 64_000 && m.iter().all(|&x| x == i as u8),
                             "message {i}"

@@ -1,19 +1,30 @@
-//! `ferry serve`: the standalone rendezvous (signaling, the web page, a STUN
-//! responder and TURN credentials).
+//! `ferry serve` and the rendezvous it runs (also in-process inside `ferry
+//! send`): rooms that pair two peers and relay their sealed messages, the
+//! limits that keep one client from exhausting it, a STUN responder, TURN
+//! credentials for coturn, and the embedded web page.
+//!
+//! It never sees a ticket's secret and never touches files or WebRTC: it
+//! speaks only the frames of [`crate::signal`].
+
+pub mod limits;
+pub mod rendezvous;
+pub mod stun;
+pub mod turn;
+pub mod web;
 
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
 use crate::cli::{Common, ServeArgs};
-use crate::rendezvous::{self, Config};
-use crate::session::UsageError;
-use crate::turn::TurnRest;
+use crate::error::UsageError;
+use rendezvous::Config;
+use turn::TurnRest;
 
 pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
     let mut config = Config {
         // --stun/--turn given to serve are handed to every client.
-        ice_servers: crate::session::ice_servers(&common)?,
+        ice_servers: crate::cli::ice_servers(&common)?,
         ..Config::default()
     };
     if let Some(secret) = args.turn_secret {
@@ -38,7 +49,7 @@ pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let bound = listener.local_addr()?;
-    let cancel = crate::session::cancel_on_ctrl_c();
+    let cancel = crate::cli::cancel_on_ctrl_c();
 
     let stun = if args.no_stun {
         None
@@ -55,7 +66,7 @@ pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
         config.stun_port = Some(addr.port());
         Some((
             addr,
-            tokio::spawn(crate::stun::serve(socket, cancel.clone())),
+            tokio::spawn(crate::server::stun::serve(socket, cancel.clone())),
         ))
     };
 

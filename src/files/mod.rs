@@ -1,0 +1,201 @@
+//! File-system side of a transfer: listing what to send, reading it, and
+//! writing what arrives without ever letting a peer's path escape `--out`.
+//!
+//! Everything here is blocking `std::fs` code; async callers run it on
+//! `spawn_blocking` or a dedicated thread.
+//!
+//! Threat model for the receiving side: the peer is untrusted and chooses
+//! every relative path; the local file system is trusted not to change
+//! under us while we write (a local attacker racing us with symlinks is out
+//! of scope, though `O_NOFOLLOW` and `O_EXCL`/`link` close the cheap gaps).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[cfg(test)]
+use crate::proto::manifest::MAX_PATH_BYTES;
+use crate::proto::manifest::{validate_path, UnsafePath, MAX_COMPONENT_BYTES};
+
+/// Suffix of the hidden file that holds data until its hash is verified.
+pub const PART_SUFFIX: &str = ".ferry-part";
+
+/// A peer-supplied (or about-to-be-sent) relative path that is not safe to use.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("refusing {0}")]
+    Unsafe(#[from] UnsafePath),
+    #[error("refusing path {rel:?}: {} is a symbolic link, and ferry never writes through links", at.display())]
+    Symlink { rel: String, at: PathBuf },
+    #[error("refusing path {rel:?}: {} exists and is not a folder", at.display())]
+    NotADirectory { rel: String, at: PathBuf },
+    #[error("cannot inspect {}: {}", path.display(), io_reason(err))]
+    Io { path: PathBuf, err: io::Error },
+}
+
+impl PathError {
+    /// Why the path is refused, without the path itself.
+    pub fn reason(&self) -> String {
+        match self {
+            PathError::Unsafe(u) => u.reason.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Errors of this module; each renders as one actionable line.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("{} already exists; use --force to overwrite it", path.display())]
+    Exists { path: PathBuf },
+    #[error("{} is a folder; refusing to replace it with a file", path.display())]
+    IsDirectory { path: PathBuf },
+    #[error("no space left on the disk holding {}; free some space and try again", path.display())]
+    DiskFull { path: PathBuf },
+    #[error("{} does not exist", path.display())]
+    NotFound { path: PathBuf },
+    #[error("{} has a name that is not valid UTF-8; rename it to send it", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("{} has no name to send it under; pass the folder by its own name instead", path.display())]
+    NoFileName { path: PathBuf },
+    #[error("two sources are both named {name}: {} and {}; send them separately or rename one", first.display(), second.display())]
+    DuplicateName {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("cannot send {}: {}; rename it to send it", path.display(), why.reason())]
+    Unsendable { path: PathBuf, why: PathError },
+    #[error("cannot read {}: {reason}; fix its permissions or leave it out", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{} changed while it was being sent ({what}); send it again once nothing is writing to it", path.display())]
+    Changed { path: PathBuf, what: &'static str },
+    #[error("{} is shorter than expected (changed since it was listed?): cannot read {len} bytes at offset {offset}", path.display())]
+    ShortRead {
+        path: PathBuf,
+        offset: u64,
+        len: usize,
+    },
+    #[error("{}: offset {offset} + length {len} is out of range", path.display())]
+    OutOfRange {
+        path: PathBuf,
+        offset: u64,
+        len: usize,
+    },
+    #[error("{} is not a regular file or folder; ferry only handles those", path.display())]
+    NotRegularFile { path: PathBuf },
+    // `err`, not `source`: the message already says it, and a chained
+    // source would say it again.
+    #[error("{action} {}: {}", path.display(), io_reason(err))]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        err: io::Error,
+    },
+}
+
+pub(crate) fn io_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
+    FilesError::Io {
+        action,
+        path: path.to_path_buf(),
+        err: source,
+    }
+}
+
+/// An I/O error as words for a sentence: "permission denied", without the
+/// "(os error 13)" tail.
+pub fn io_reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = text
+        .find(" (os error")
+        .map_or(text.as_str(), |i| &text[..i]);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// An error reading a source while walking or opening it: permission
+/// problems say what to do.
+fn read_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
+    match source.kind() {
+        io::ErrorKind::NotFound => FilesError::NotFound {
+            path: path.to_path_buf(),
+        },
+        io::ErrorKind::PermissionDenied => FilesError::Unreadable {
+            path: path.to_path_buf(),
+            reason: io_reason(&source),
+        },
+        _ => io_err(action, path, source),
+    }
+}
+
+/// Like [`io_err`], but a full disk (or quota) gets its own clear error.
+pub(crate) fn write_err(action: &'static str, path: &Path, source: io::Error) -> FilesError {
+    match source.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => FilesError::DiskFull {
+            path: path.to_path_buf(),
+        },
+        _ => io_err(action, path, source),
+    }
+}
+
+/// `offset + len` must fit in the signed range the kernel accepts for file
+/// offsets; checking here avoids overflow inside the positional I/O loops.
+fn check_range(path: &Path, offset: u64, len: usize) -> Result<(), FilesError> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= i64::MAX as u64 => Ok(()),
+        _ => Err(FilesError::OutOfRange {
+            path: path.to_path_buf(),
+            offset,
+            len,
+        }),
+    }
+}
+
+mod direct;
+mod out;
+mod part;
+mod place;
+mod read;
+pub mod resume;
+mod walk;
+
+use direct::*;
+pub use out::*;
+pub use part::*;
+use place::*;
+pub use read::*;
+pub use walk::*;
+
+/// Helpers the submodules' tests share.
+#[cfg(test)]
+pub(crate) mod test_util {
+    pub use std::fs::{self, OpenOptions, Permissions};
+    pub use std::os::unix::ffi::OsStrExt;
+    pub use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::{Component, Path};
+
+    use super::{EntryKind, SourceEntry};
+
+    pub fn escapes(path: &Path) -> bool {
+        path.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::RootDir))
+    }
+
+    pub fn write(path: &Path, data: &[u8]) {
+        if let Some(p) = path.parent() {
+            fs::create_dir_all(p).unwrap();
+        }
+        fs::write(path, data).unwrap();
+    }
+
+    pub fn summary(entries: &[SourceEntry]) -> Vec<(String, EntryKind, u64)> {
+        entries
+            .iter()
+            .map(|e| (e.rel_path.clone(), e.kind.clone(), e.size))
+            .collect()
+    }
+}
