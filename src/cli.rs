@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::UsageError;
+use crate::net::TransportConfig;
+use crate::proto::wire::MAX_LANES;
 use crate::signal::IceServer;
 
 /// Send files and folders peer-to-peer over WebRTC, verified with BLAKE3.
@@ -46,7 +48,15 @@ pub struct Common {
     /// Log more (-v, -vv); RUST_LOG is honored too
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Extra data connections to offer beside the main one (0: none); for
+    /// benchmarks and troubleshooting, so not in --help
+    #[arg(long, global = true, env = "FERRY_LANES", default_value_t = DEFAULT_LANES, hide = true)]
+    pub lanes: u32,
 }
+
+/// Lanes offered unless `--lanes` / `FERRY_LANES` says otherwise: one
+/// extra connection, which lets the transport use a second core.
+pub const DEFAULT_LANES: u32 = 1;
 
 /// Shown under every `--help`.
 const EXIT_CODES: &str =
@@ -143,6 +153,19 @@ pub fn cancel_on_ctrl_c() -> CancellationToken {
         }
     });
     token
+}
+
+/// How this side's peer connections are built: the ICE servers of
+/// `--stun` / `--turn` (the rendezvous adds its own) and the lanes offered.
+pub fn transport_config(common: &Common) -> Result<TransportConfig> {
+    let lanes = common.lanes.min(MAX_LANES);
+    Ok(TransportConfig {
+        ice_servers: ice_servers(common)?,
+        lanes,
+        // One driver thread per connection, so each has a core of its own.
+        driver_threads: 1 + lanes as usize,
+        sctp_mtu: None,
+    })
 }
 
 /// ICE servers from `--stun` / `--turn`. A TURN URL may carry its

@@ -253,7 +253,8 @@ fn fuzz_transcript(
                     let root = (req.block == 0).then(|| single_block_root(&bytes));
                     s.block_read(&req, bytes, cv, root);
                 }
-                SenderAction::OpenLanes(n) => open_lanes = n,
+                SenderAction::OfferLane(lane) => s.lane_offer(lane, format!("offer {lane}")),
+                SenderAction::LaneAnswered { .. } => open_lanes += 1,
                 SenderAction::Finished | SenderAction::Failed(_) => {}
             }
         }
@@ -289,6 +290,9 @@ fn fuzz_transcript(
                 }
                 ReceiverAction::Offer(m) => r.accept(m, held.take().unwrap_or_default()),
                 ReceiverAction::Finish { file, .. } => r.file_finished(file),
+                ReceiverAction::AnswerLane { lane, .. } => {
+                    r.lane_answer(lane, format!("answer {lane}"))
+                }
                 ReceiverAction::Write { .. }
                 | ReceiverAction::Finished
                 | ReceiverAction::Failed(_) => {}

@@ -35,6 +35,14 @@ const BS: u32 = 1 << 20;
 /// Generous bounds that only keep a broken build from hanging the suite.
 const WAIT: Duration = Duration::from_secs(60);
 
+/// A peer connection as the liars here build it: no lanes, no extra ICE.
+fn one_connection() -> ferry::net::TransportConfig {
+    ferry::net::TransportConfig {
+        driver_threads: 1,
+        ..Default::default()
+    }
+}
+
 fn file_entry(path: &str, size: Option<u64>) -> Entry {
     Entry {
         path: path.into(),
@@ -109,9 +117,10 @@ impl LyingSender {
             receive(&ticket_text, &args)
         });
         let mut signal = SignalClient::connect(&ticket).await.unwrap();
-        let link = ferry::transfer::session::connect(&mut signal, vec![], Some(WAIT), &cancel)
-            .await
-            .unwrap();
+        let link =
+            ferry::transfer::session::connect(&mut signal, &one_connection(), Some(WAIT), &cancel)
+                .await
+                .unwrap();
         link.send_control(&liar_hello().encode()).await.unwrap();
         LyingSender {
             link,
@@ -337,9 +346,10 @@ impl LyingReceiver {
         let ticket: Ticket = sender.ticket.parse().unwrap();
         let cancel = CancellationToken::new();
         let mut signal = SignalClient::connect(&ticket).await.unwrap();
-        let mut link = ferry::transfer::session::connect(&mut signal, vec![], Some(WAIT), &cancel)
-            .await
-            .unwrap();
+        let mut link =
+            ferry::transfer::session::connect(&mut signal, &one_connection(), Some(WAIT), &cancel)
+                .await
+                .unwrap();
         link.send_control(&liar_hello().encode()).await.unwrap();
         loop {
             match next_control(&mut link).await {

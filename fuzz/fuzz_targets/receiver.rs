@@ -62,6 +62,7 @@ fn drive(r: &mut Receiver, held: &mut Vec<(u32, Held)>, block_size: &mut u64) {
                 assert_eq!(block_cv(offset, &data), cv, "unverified block written");
             }
             ReceiverAction::Finish { file, .. } => r.file_finished(file),
+            ReceiverAction::AnswerLane { lane, .. } => r.lane_answer(lane, format!("answer {lane}")),
             ReceiverAction::SendControl(_)
             | ReceiverAction::Finished
             | ReceiverAction::Failed(_) => {}

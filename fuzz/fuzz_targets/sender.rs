@@ -84,8 +84,10 @@ fuzz_target!(|data: &[u8]| {
 
 fn drive(s: &mut Sender, manifest: &Manifest) {
     while let Some(action) = s.poll_action() {
-        if let SenderAction::Read(req) = action {
-            read(s, &req, manifest);
+        match action {
+            SenderAction::Read(req) => read(s, &req, manifest),
+            SenderAction::OfferLane(lane) => s.lane_offer(lane, format!("offer {lane}")),
+            _ => {}
         }
     }
 }

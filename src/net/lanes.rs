@@ -23,10 +23,7 @@ use anyhow::{anyhow, Result};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::net::{Lane, Link, Transport, TransportConfig};
-use crate::proto::wire::MAX_LANES;
 
-/// Lanes offered when `FERRY_LANES` does not say otherwise.
-const DEFAULT_LANES: u32 = 1;
 /// Time for one lane to open, from its offer.
 const LANE_TIMEOUT: Duration = Duration::from_secs(15);
 /// SCTP packet size for lanes that stay on this machine: the most one DTLS
@@ -54,16 +51,6 @@ pub fn sctp_mtu(same_host: bool, own_max_datagram: u32, peer_max_datagram: u32) 
     let needed = SAME_HOST_SCTP_MTU + DTLS_OVERHEAD;
     (same_host && own_max_datagram >= needed && peer_max_datagram >= needed)
         .then_some(SAME_HOST_SCTP_MTU)
-}
-
-/// How many lanes to offer: `FERRY_LANES` (0 turns them off, for comparison)
-/// or the default, at most [`MAX_LANES`].
-pub fn wanted() -> u32 {
-    std::env::var("FERRY_LANES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_LANES)
-        .min(MAX_LANES)
 }
 
 /// What the lane tasks report to the driver.
@@ -118,25 +105,20 @@ impl Lanes {
         self.start(link, lane, sctp_mtu, Role::Offer(answer_rx));
     }
 
-    /// Sender: the receiver's answer for `lane`. False if we never offered it.
-    pub fn answered(&mut self, lane: u32, sdp: String) -> bool {
-        match self.answers.remove(&lane) {
-            Some(tx) => {
-                let _ = tx.send(sdp);
-                true
-            }
-            None => false,
+    /// Sender: the receiver's answer for `lane` (the core checked that we
+    /// offered it).
+    pub fn answered(&mut self, lane: u32, sdp: String) {
+        if let Some(tx) = self.answers.remove(&lane) {
+            let _ = tx.send(sdp);
         }
     }
 
-    /// Receiver: answer the sender's offer for `lane` (the caller checked
-    /// that both hellos agreed on it). False if it was offered before.
-    pub fn answer(&mut self, link: &Link, lane: u32, sctp_mtu: Option<u32>, offer: String) -> bool {
-        if self.started.contains(&lane) {
-            return false;
+    /// Receiver: answer the sender's offer for `lane` (the core checked
+    /// that both hellos agreed on it, and that it is the first offer).
+    pub fn answer(&mut self, link: &Link, lane: u32, sctp_mtu: Option<u32>, offer: String) {
+        if !self.started.contains(&lane) {
+            self.start(link, lane, sctp_mtu, Role::Answer(offer));
         }
-        self.start(link, lane, sctp_mtu, Role::Answer(offer));
-        true
     }
 
     /// The next report of a lane task; pending while there is none.
@@ -225,11 +207,11 @@ mod tests {
         let LaneEvent::Sdp(1, offer) = offers.next().await else {
             panic!("expected the offer")
         };
-        assert!(answers.answer(&b, 1, mtu, offer));
+        answers.answer(&b, 1, mtu, offer);
         let LaneEvent::Sdp(1, answer) = answers.next().await else {
             panic!("expected the answer")
         };
-        assert!(offers.answered(1, answer));
+        offers.answered(1, answer);
         let (sent, got) = tokio::join!(offers.next(), answers.next());
         let (LaneEvent::Open(1, Ok(sent)), LaneEvent::Open(1, Ok(got))) = (sent, got) else {
             panic!("lane 1 did not open on both sides")

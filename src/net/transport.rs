@@ -34,6 +34,9 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Default)]
 pub struct TransportConfig {
     pub ice_servers: Vec<IceServer>,
+    /// Extra data connections ("lanes") this side offers beside the main
+    /// one, at most `proto::wire::MAX_LANES`.
+    pub lanes: u32,
     /// Threads that drive this process's connections (at least 1). webrtc
     /// sizes its pool once, from the first connection built, so give every
     /// connection the same value: 1 + the lanes that may be opened, for

@@ -51,6 +51,13 @@ pub enum ReceiverAction {
         size: u64,
         root: blake3::Hash,
     },
+    /// The sender offered lane `lane` (an extra data connection) with
+    /// `offer`, and both hellos agreed on it: answer it and hand the answer
+    /// to [`Receiver::lane_answer`].
+    AnswerLane {
+        lane: u32,
+        offer: String,
+    },
     /// Everything is in place; `Done` was sent.
     Finished,
     Failed(ProtoError),
@@ -119,6 +126,8 @@ pub struct Receiver {
     /// The block being assembled on each data channel: index 0 is the main
     /// connection's, 1.. the lanes agreed in the hellos.
     assembling: Vec<Option<Assembly>>,
+    /// Lanes the sender has offered (each may be offered once).
+    lanes_offered: Vec<u32>,
     /// Extra data connections offered in our hello.
     lanes: u32,
     /// What the sender's hello said it can do.
@@ -162,6 +171,7 @@ impl Receiver {
             left_out: LeftOut::new(),
             files: Vec::new(),
             assembling: vec![None],
+            lanes_offered: Vec::new(),
             lanes,
             peer: Capabilities::default(),
             window: caps.window,
@@ -215,8 +225,7 @@ impl Receiver {
                 self.assembling = (0..=self.lanes.min(lanes)).map(|_| None).collect();
                 self.phase = Phase::AwaitManifest;
             }
-            // Lane offers are answered by the driver (see `lane_allowed`).
-            (Control::Lane { .. }, _) => {}
+            (Control::Lane { lane, sdp }, _) => self.lane_offered(lane, sdp),
             (
                 Control::Manifest {
                     block_size,
@@ -375,8 +384,35 @@ impl Receiver {
     }
 
     /// Whether the sender may open lane `lane`: both hellos offered it.
-    pub fn lane_allowed(&self, lane: u32) -> bool {
+    fn lane_agreed(&self, lane: u32) -> bool {
         lane >= 1 && (lane as usize) < self.assembling.len()
+    }
+
+    /// The sender's `lane` message: an offer, answered once if agreed.
+    fn lane_offered(&mut self, lane: u32, offer: String) {
+        if !self.lane_agreed(lane) || self.lanes_offered.contains(&lane) {
+            return self.fail(ProtoError::Protocol(format!(
+                "an offer for lane {lane}, which was not agreed"
+            )));
+        }
+        self.lanes_offered.push(lane);
+        self.actions
+            .push_back(ReceiverAction::AnswerLane { lane, offer });
+    }
+
+    /// The driver answered lane `lane`, as [`ReceiverAction::AnswerLane`]
+    /// asked: the answer goes to the sender.
+    pub fn lane_answer(&mut self, lane: u32, sdp: String) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        if !self.lanes_offered.contains(&lane) {
+            return self.fail(ProtoError::Local(format!(
+                "internal: an answer for lane {lane}, which was not offered"
+            )));
+        }
+        let msg = Control::Lane { lane, sdp };
+        self.actions.push_back(ReceiverAction::SendControl(msg));
     }
 
     /// A message from the main connection's data channel.

@@ -47,10 +47,17 @@ pub struct ReadRequest {
 pub enum SenderAction {
     SendControl(Control),
     Read(ReadRequest),
-    /// Both hellos offered lanes: open this many extra data connections
-    /// (`Control::Lane` offers, numbered from 1). Data items may go on any
-    /// open lane; the transfer does not wait for them.
-    OpenLanes(u32),
+    /// Both hellos offered lanes: set up extra data connection `lane`
+    /// (numbered from 1) and hand its SDP offer to [`Sender::lane_offer`].
+    /// Data items may go on any open lane; the transfer does not wait for
+    /// them.
+    OfferLane(u32),
+    /// The receiver answered lane `lane`'s offer with `sdp`: complete that
+    /// connection with it.
+    LaneAnswered {
+        lane: u32,
+        sdp: String,
+    },
     /// The receiver has everything, verified.
     Finished,
     Failed(ProtoError),
@@ -96,6 +103,17 @@ impl SendFile {
     }
 }
 
+/// Where the SDP exchange of one lane stands, on the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LaneOffer {
+    /// Asked the driver for an offer.
+    Making,
+    /// The offer went out; waiting for the receiver's answer.
+    Offered,
+    /// The answer came back and went to the driver.
+    Answered,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     AwaitHello,
@@ -131,6 +149,8 @@ pub struct Sender {
     stream_read_busy: bool,
     /// Extra data connections offered in our hello.
     lanes: u32,
+    /// The SDP exchange of each agreed lane: index 0 is lane 1.
+    lane_offers: Vec<LaneOffer>,
     /// What the receiver's hello said it can do.
     peer: Capabilities,
     /// Whether our hello offered flow control (see `Control::Credit`).
@@ -148,7 +168,7 @@ impl Sender {
 
     /// A sender whose hello offers `caps`: up to `caps.lanes` extra data
     /// connections; once the receiver's hello agrees,
-    /// [`SenderAction::OpenLanes`] says how many to open.
+    /// [`SenderAction::OfferLane`] asks for each one's offer.
     pub fn with_lanes(manifest: Manifest, window: usize, caps: Capabilities) -> Sender {
         Sender::offering(manifest, &LeftOut::new(), window, caps)
     }
@@ -189,6 +209,7 @@ impl Sender {
             read_bytes_in_flight: 0,
             stream_read_busy: false,
             lanes: caps.lanes.min(MAX_LANES),
+            lane_offers: Vec::new(),
             peer: Capabilities::default(),
             obeys_credit: caps.window > 0,
             sent_cost: 0,
@@ -271,13 +292,12 @@ impl Sender {
                 };
                 self.phase = Phase::AwaitAccept;
                 let lanes = self.lanes.min(lanes);
-                if lanes > 0 {
-                    self.actions.push_back(SenderAction::OpenLanes(lanes));
+                self.lane_offers = vec![LaneOffer::Making; lanes as usize];
+                for lane in 1..=lanes {
+                    self.actions.push_back(SenderAction::OfferLane(lane));
                 }
             }
-            // Setting up a lane is the driver's business (it carries SDP, not
-            // transfer state); the answers reach the core only by mistake.
-            (Control::Lane { .. }, _) => {}
+            (Control::Lane { lane, sdp }, _) => self.lane_answered(lane, sdp),
             (Control::Accept { have }, Phase::AwaitAccept) => {
                 if let Err(e) = self.record_claims(have) {
                     return self.fail(e);
@@ -560,6 +580,43 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// The driver made lane `lane`'s SDP offer, as
+    /// [`SenderAction::OfferLane`] asked: it goes to the receiver.
+    pub fn lane_offer(&mut self, lane: u32, sdp: String) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        match self.lane_state(lane) {
+            Some(state @ LaneOffer::Making) => {
+                *state = LaneOffer::Offered;
+                let msg = Control::Lane { lane, sdp };
+                self.actions.push_back(SenderAction::SendControl(msg));
+            }
+            _ => self.fail(ProtoError::Local(format!(
+                "internal: an offer for lane {lane}, which was not asked for"
+            ))),
+        }
+    }
+
+    /// The receiver's `lane` message: the answer to one of our offers.
+    fn lane_answered(&mut self, lane: u32, sdp: String) {
+        match self.lane_state(lane) {
+            Some(state @ LaneOffer::Offered) => {
+                *state = LaneOffer::Answered;
+                self.actions
+                    .push_back(SenderAction::LaneAnswered { lane, sdp });
+            }
+            _ => self.fail(ProtoError::Protocol(format!(
+                "an answer for lane {lane}, which was never offered"
+            ))),
+        }
+    }
+
+    fn lane_state(&mut self, lane: u32) -> Option<&mut LaneOffer> {
+        let index = usize::try_from(lane).ok()?.checked_sub(1)?;
+        self.lane_offers.get_mut(index)
     }
 
     fn push_read(&mut self, req: ReadRequest) {

@@ -108,10 +108,12 @@ fn transfer(
                     let root = (req.block == 0).then(|| single_block_root(&bytes));
                     sender.block_read(&req, bytes, cv, root);
                 }
-                SenderAction::OpenLanes(n) => {
-                    assert!((1..=n).all(|lane| receiver.lane_allowed(lane)));
-                    assert!(!receiver.lane_allowed(n + 1) && !receiver.lane_allowed(0));
-                    out.lanes_opened = n;
+                // The SDP of a lane is the driver's; here a stand-in text
+                // that each side checks it got from the other.
+                SenderAction::OfferLane(lane) => sender.lane_offer(lane, format!("offer {lane}")),
+                SenderAction::LaneAnswered { lane, sdp } => {
+                    assert_eq!(sdp, format!("answer {lane}"));
+                    out.lanes_opened += 1;
                 }
                 SenderAction::Finished => s_done = true,
                 SenderAction::Failed(e) => {
@@ -223,6 +225,10 @@ fn transfer(
                     assert_eq!(blake3::hash(&f), root, "finished file must match its root");
                     out.files.insert(file, f);
                     receiver.file_finished(file);
+                }
+                ReceiverAction::AnswerLane { lane, offer } => {
+                    assert_eq!(offer, format!("offer {lane}"));
+                    receiver.lane_answer(lane, format!("answer {lane}"));
                 }
                 ReceiverAction::Finished => r_done = true,
                 ReceiverAction::Failed(e) => {
@@ -500,7 +506,6 @@ fn data_on_a_lane_never_agreed_is_refused() {
         max_datagram: 9000,
         window: 0,
     });
-    assert!(receiver.lane_allowed(1) && !receiver.lane_allowed(2));
     assert_eq!(
         receiver.peer(),
         Capabilities {
@@ -694,9 +699,100 @@ fn hellos_carry_each_sides_capabilities() {
         }
     );
     // The agreed lane count is the smaller offer.
-    let opened = std::iter::from_fn(|| sender.poll_action())
-        .any(|a| matches!(a, SenderAction::OpenLanes(1)));
-    assert!(opened, "the sender opens the one lane both offered");
+    let offers: Vec<u32> = std::iter::from_fn(|| sender.poll_action())
+        .filter_map(|a| match a {
+            SenderAction::OfferLane(lane) => Some(lane),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offers, [1], "the sender offers the one lane both offered");
+}
+
+fn hello_with_lanes(lanes: u32) -> Control {
+    Control::Hello {
+        protocol: wire::PROTOCOL_VERSION,
+        software: "test".into(),
+        lanes,
+        max_datagram: 0,
+        window: 0,
+    }
+}
+
+fn lane(lane: u32, sdp: &str) -> Control {
+    Control::Lane {
+        lane,
+        sdp: sdp.into(),
+    }
+}
+
+#[test]
+fn a_lane_offer_is_answered_once_and_only_when_both_hellos_agreed() {
+    // Our hello offers 2 lanes, the sender's 1: only lane 1 is agreed.
+    let agreed = || {
+        let mut receiver = Receiver::with_lanes(Capabilities::lanes(2));
+        receiver.handle_control(hello_with_lanes(1));
+        while receiver.poll_action().is_some() {}
+        receiver
+    };
+    let mut receiver = agreed();
+    receiver.handle_control(lane(1, "o1"));
+    match receiver.poll_action() {
+        Some(ReceiverAction::AnswerLane { lane: 1, offer }) => assert_eq!(offer, "o1"),
+        other => panic!("expected the lane to be answered, got {other:?}"),
+    }
+    receiver.lane_answer(1, "a1".into());
+    match receiver.poll_action() {
+        Some(ReceiverAction::SendControl(msg)) => assert_eq!(msg, lane(1, "a1")),
+        other => panic!("expected the answer to go out, got {other:?}"),
+    }
+    // The same lane again, one never agreed, and lane 0 (the main
+    // connection) are protocol errors.
+    receiver.handle_control(lane(1, "o1 again"));
+    let mut refused = vec![receiver];
+    for bad in [2, 0, wire::MAX_LANES + 1] {
+        let mut receiver = agreed();
+        receiver.handle_control(lane(bad, "o"));
+        refused.push(receiver);
+    }
+    for mut receiver in refused {
+        let failed = std::iter::from_fn(|| receiver.poll_action())
+            .any(|a| matches!(a, ReceiverAction::Failed(ProtoError::Protocol(_))));
+        assert!(failed);
+    }
+}
+
+#[test]
+fn a_lane_answer_is_taken_only_for_an_offer_that_went_out() {
+    let m = manifest(vec![file("a", 10)]);
+    let offering = || {
+        let mut sender = Sender::with_lanes(m.clone(), 4, Capabilities::lanes(2));
+        sender.handle_control(hello_with_lanes(2));
+        let offers: Vec<SenderAction> = std::iter::from_fn(|| sender.poll_action())
+            .filter(|a| matches!(a, SenderAction::OfferLane(_)))
+            .collect();
+        assert_eq!(offers.len(), 2);
+        sender
+    };
+    let mut sender = offering();
+    sender.lane_offer(1, "o1".into());
+    match sender.poll_action() {
+        Some(SenderAction::SendControl(msg)) => assert_eq!(msg, lane(1, "o1")),
+        other => panic!("expected the offer to go out, got {other:?}"),
+    }
+    sender.handle_control(lane(1, "a1"));
+    match sender.poll_action() {
+        Some(SenderAction::LaneAnswered { lane: 1, sdp }) => assert_eq!(sdp, "a1"),
+        other => panic!("expected the answer for the driver, got {other:?}"),
+    }
+    // A second answer, and an answer to lane 2, whose offer is not out yet.
+    sender.handle_control(lane(1, "a1 again"));
+    let mut early = offering();
+    early.handle_control(lane(2, "a2"));
+    for mut sender in [sender, early] {
+        let failed = std::iter::from_fn(|| sender.poll_action())
+            .any(|a| matches!(a, SenderAction::Failed(ProtoError::Protocol(_))));
+        assert!(failed);
+    }
 }
 
 /// The control message in a first action, whichever core made it.

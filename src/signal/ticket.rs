@@ -43,8 +43,9 @@ pub const MAX_SERVER_LEN: usize = 255;
 const ROOM_INFO: &[u8] = b"ferry/1 room";
 const SIGNALING_KEY_INFO: &[u8] = b"ferry/1 signaling key";
 
-/// A parsed ferry ticket.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A parsed ferry ticket. Its `Debug` leaves the secret out (logs show the
+/// room id instead); only `Display` writes the whole ticket.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
     /// Rendezvous server URLs (`ws://` or `wss://`), tried in order.
     pub servers: Vec<String>,
@@ -197,6 +198,15 @@ impl Ticket {
     }
 }
 
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("servers", &self.servers)
+            .field("room_id", &self.room_id())
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let encoded = BASE32_NOPAD.encode(&self.to_payload()).to_ascii_lowercase();
@@ -322,6 +332,25 @@ mod tests {
         // The standard check value of CRC-32/ISO-HDLC, and the empty input.
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let t = Ticket {
+            servers: vec!["ws://x".into()],
+            secret: [0xab; 32],
+        };
+        let shown = format!("{t:?} {t:#?}");
+        assert!(shown.contains("ws://x") && shown.contains(&t.room_id()));
+        let text = t.to_string();
+        let secret_forms = [
+            HEXLOWER.encode(&t.secret),
+            format!("{:?}", t.secret),
+            text[5..].to_string(),
+        ];
+        for form in secret_forms {
+            assert!(!shown.contains(&form), "{shown} shows {form}");
+        }
     }
 
     #[test]

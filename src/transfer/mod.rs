@@ -6,6 +6,7 @@
 //! Protocol decisions belong to the core, socket details to `net`, paths
 //! and writes to `files`: the drivers here only connect them.
 
+mod peer;
 pub mod progress;
 pub mod receive;
 pub mod send;

@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{error_line, Interrupted, PeerLost};
 use crate::net::{Drain, Link, Transport, TransportConfig};
 use crate::proto::Capabilities;
-use crate::signal::IceServer;
 use crate::signal::{Position, SignalClient, SignalError, SignalMessage};
 
 /// Time allowed from "the peer is there" to "both channels are open".
@@ -21,13 +20,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// candidates first, which can take ~10 s when a STUN server is unreachable.
 const DESCRIPTION_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Wait in the room for a peer and open a WebRTC link to it.
+/// Wait in the room for a peer and open a WebRTC link to it, built as
+/// `config` says (the rendezvous's ICE servers are added to its own).
 /// `wait_for_peer` bounds how long to wait for the other side to show up.
 /// The signaling connection stays open: the caller watches it with
-/// [`peer_left`] during the transfer and may wait for another peer after.
+/// [`PeerWatch`] during the transfer and may wait for another peer after.
 pub async fn connect(
     signal: &mut SignalClient,
-    extra_ice: Vec<IceServer>,
+    config: &TransportConfig,
     wait_for_peer: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Result<Link> {
@@ -42,13 +42,12 @@ pub async fn connect(
             })??,
             None => waiting.await?,
         }
-        let mut ice = extra_ice;
-        ice.extend(signal.ice_servers().iter().cloned());
+        let mut ice_servers = config.ice_servers.clone();
+        ice_servers.extend(signal.ice_servers().iter().cloned());
         let negotiate = async {
             let config = TransportConfig {
-                ice_servers: ice,
-                driver_threads: 1 + crate::net::lanes::wanted() as usize,
-                sctp_mtu: None,
+                ice_servers,
+                ..config.clone()
             };
             let transport = match signal.position() {
                 // The second to arrive makes the offer: the first is already listening.
@@ -133,7 +132,7 @@ const LEFT_GRACE: Duration = Duration::from_millis(500);
 /// of the link's inbox.
 pub fn capabilities(link: &Link) -> Capabilities {
     Capabilities {
-        lanes: crate::net::lanes::wanted(),
+        lanes: link.config().lanes,
         max_datagram: link.max_datagram(),
         window: crate::net::INBOX_BYTES as u32,
     }
