@@ -22,12 +22,19 @@ use crate::signal::IceServer;
     after_help = EXIT_CODES
 )]
 pub struct Cli {
+    /// Which of `send`, `receive` and `serve` to run.
     #[command(subcommand)]
     pub command: Command,
+    /// The options every subcommand takes.
     #[command(flatten)]
     pub common: Common,
 }
 
+// The doc comments of `Common`, `Command` and the `*Args` structs
+// themselves do not reach `--help` (those of their fields and variants
+// do): clap replaces them with `Cli`'s and each `Command` variant's.
+
+/// Options every subcommand takes (`global`, so they may follow it).
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Rendezvous server (ws:// or wss:// URL) instead of the built-in one
@@ -62,6 +69,7 @@ pub const DEFAULT_LANES: u32 = 1;
 const EXIT_CODES: &str =
     "Exit codes: 0 done, 1 failed, 2 usage error or bad ticket, 130 interrupted (Ctrl-C)";
 
+/// The subcommand to run.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Offer files and folders; prints a ticket (first line of stdout) and a browser link
@@ -75,6 +83,7 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
+/// Options of `ferry send`.
 #[derive(Args, Debug)]
 pub struct SendArgs {
     /// Files or folders to send; `-` reads standard input as one stream (needs --name)
@@ -96,6 +105,7 @@ pub struct SendArgs {
     pub timeout: Option<u64>,
 }
 
+/// Options of `ferry receive`.
 #[derive(Args, Debug)]
 pub struct ReceiveArgs {
     /// The ticket printed by `ferry send`
@@ -114,6 +124,7 @@ pub struct ReceiveArgs {
     pub timeout: u64,
 }
 
+/// Options of `ferry serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on for HTTP and WebSocket signaling

@@ -19,6 +19,8 @@
 //! - [`cli`], [`logging`], [`error`]: arguments, log output, and how errors
 //!   reach a person.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod error;
 pub mod files;

@@ -14,6 +14,9 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
+/// Installs the stderr subscriber once per process: warnings from ferry
+/// by default, ferry's debug logs with `-v`, everything's with `-vv`,
+/// errors only with `quiet`; `RUST_LOG`, when set, decides instead.
 pub fn init(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",

@@ -22,14 +22,34 @@ pub const PART_SUFFIX: &str = ".ferry-part";
 /// A peer-supplied (or about-to-be-sent) relative path that is not safe to use.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
+    /// The path itself breaks a rule of [`validate_path`].
     #[error("refusing {0}")]
     Unsafe(#[from] UnsafePath),
+    /// The path under `--out`, or a folder on the way to it, is a symbolic
+    /// link.
     #[error("refusing path {rel:?}: {} is a symbolic link, and ferry never writes through links", at.display())]
-    Symlink { rel: String, at: PathBuf },
+    Symlink {
+        /// The relative path asked for.
+        rel: String,
+        /// The link found on the way, on this machine.
+        at: PathBuf,
+    },
+    /// Something on the way that must be a folder exists and is not one.
     #[error("refusing path {rel:?}: {} exists and is not a folder", at.display())]
-    NotADirectory { rel: String, at: PathBuf },
+    NotADirectory {
+        /// The relative path asked for.
+        rel: String,
+        /// What is in the way, on this machine.
+        at: PathBuf,
+    },
+    /// A component could not be inspected.
     #[error("cannot inspect {}: {}", path.display(), io_reason(err))]
-    Io { path: PathBuf, err: io::Error },
+    Io {
+        /// The component being inspected.
+        path: PathBuf,
+        /// What the system said.
+        err: io::Error,
+    },
 }
 
 impl PathError {
@@ -45,52 +65,117 @@ impl PathError {
 /// Errors of this module; each renders as one actionable line.
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
+    /// A path under `--out` that may not be used.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// The target already exists, and `--force` was not given.
     #[error("{} already exists; use --force to overwrite it", path.display())]
-    Exists { path: PathBuf },
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The target is a folder; not even `--force` replaces one with a file.
     #[error("{} is a folder; refusing to replace it with a file", path.display())]
-    IsDirectory { path: PathBuf },
+    IsDirectory {
+        /// The folder in the way.
+        path: PathBuf,
+    },
+    /// A write failed for want of space or quota (`ENOSPC`, `EDQUOT`).
     #[error("no space left on the disk holding {}; free some space and try again", path.display())]
-    DiskFull { path: PathBuf },
+    DiskFull {
+        /// What was being written.
+        path: PathBuf,
+    },
+    /// A source does not exist (or vanished during the walk).
     #[error("{} does not exist", path.display())]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The source, as given.
+        path: PathBuf,
+    },
+    /// A source whose name cannot go into an offer (paths are UTF-8).
     #[error("{} has a name that is not valid UTF-8; rename it to send it", path.display())]
-    NotUtf8 { path: PathBuf },
+    NotUtf8 {
+        /// The source.
+        path: PathBuf,
+    },
+    /// A source with no last component to name it by (`/`).
     #[error("{} has no name to send it under; pass the folder by its own name instead", path.display())]
-    NoFileName { path: PathBuf },
+    NoFileName {
+        /// The source, as given.
+        path: PathBuf,
+    },
+    /// Two sources given on the command line would arrive under one name.
     #[error("two sources are both named {name}: {} and {}; send them separately or rename one", first.display(), second.display())]
     DuplicateName {
+        /// The name they share.
         name: String,
+        /// The source given first.
         first: PathBuf,
+        /// The source given later.
         second: PathBuf,
     },
+    /// A source whose offered path a receiver would refuse.
     #[error("cannot send {}: {}; rename it to send it", path.display(), why.reason())]
-    Unsendable { path: PathBuf, why: PathError },
+    Unsendable {
+        /// The source on this machine.
+        path: PathBuf,
+        /// What is wrong with its offered path.
+        why: PathError,
+    },
+    /// A source this process may not read.
     #[error("cannot read {}: {reason}; fix its permissions or leave it out", path.display())]
-    Unreadable { path: PathBuf, reason: String },
+    Unreadable {
+        /// The source.
+        path: PathBuf,
+        /// What the system said ([`io_reason`]).
+        reason: String,
+    },
+    /// A source that differs from its [`Stamp`] at the offer.
     #[error("{} changed while it was being sent ({what}); send it again once nothing is writing to it", path.display())]
-    Changed { path: PathBuf, what: &'static str },
+    Changed {
+        /// The source.
+        path: PathBuf,
+        /// What changed, in words: "it grew".
+        what: &'static str,
+    },
+    /// A file that ended before `offset + len`.
     #[error("{} is shorter than expected (changed since it was listed?): cannot read {len} bytes at offset {offset}", path.display())]
     ShortRead {
+        /// The file being read.
         path: PathBuf,
+        /// Where the read started, in bytes.
         offset: u64,
+        /// Bytes asked for.
         len: usize,
     },
+    /// A positional read or write (or a truncation) whose end does not fit
+    /// in a file offset (`i64`).
     #[error("{}: offset {offset} + length {len} is out of range", path.display())]
     OutOfRange {
+        /// The file.
         path: PathBuf,
+        /// Where the range starts, in bytes.
         offset: u64,
+        /// Its length in bytes.
         len: usize,
     },
+    /// A source (or a partial file found in place) that is neither a
+    /// regular file nor a folder.
     #[error("{} is not a regular file or folder; ferry only handles those", path.display())]
-    NotRegularFile { path: PathBuf },
+    NotRegularFile {
+        /// What was found.
+        path: PathBuf,
+    },
+    /// Any other I/O failure.
     // `err`, not `source`: the message already says it, and a chained
     // source would say it again.
     #[error("{action} {}: {}", path.display(), io_reason(err))]
     Io {
+        /// What was being done, as the start of a sentence: "cannot create".
         action: &'static str,
+        /// The file or folder it was done to.
         path: PathBuf,
+        /// What the system said.
         err: io::Error,
     },
 }

@@ -35,6 +35,7 @@ impl SourceFile {
         Ok(source)
     }
 
+    /// Where the file is read from on this machine.
     pub fn path(&self) -> &Path {
         &self.path
     }

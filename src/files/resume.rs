@@ -111,6 +111,8 @@ impl StateLog {
         Ok(StateLog { file, path })
     }
 
+    /// Appends one record: `block` is written to the partial file and
+    /// verified with chaining value `cv`.
     pub fn record(&mut self, block: u64, cv: &Cv) -> Result<(), FilesError> {
         self.file
             .write_all(&record(block, cv))

@@ -14,7 +14,9 @@ use super::*;
 /// What a source entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A regular file (a link to one, when followed).
     File,
+    /// A folder, listed before everything in it.
     Dir,
 }
 
@@ -23,6 +25,7 @@ pub enum EntryKind {
 pub struct SourceEntry {
     /// Protocol path: UTF-8, `/`-separated, starting with the source's own name.
     pub rel_path: String,
+    /// File or folder.
     pub kind: EntryKind,
     /// Bytes for files; 0 for folders.
     pub size: u64,
@@ -46,6 +49,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of the file `meta` describes.
     pub fn of(meta: &fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
@@ -76,6 +80,8 @@ impl Stamp {
 /// What a walk found: the entries to offer, and what it left out.
 #[derive(Debug, Default)]
 pub struct Walk {
+    /// What to offer, sorted component-wise: each folder right before
+    /// its contents.
     pub entries: Vec<SourceEntry>,
     /// Paths (as they would have been offered) left out, and why.
     pub skipped: Vec<(String, Skip)>,
@@ -90,8 +96,11 @@ pub enum Skip {
     BrokenSymlink,
     /// A followed link to a folder that is already being sent (a loop).
     FolderAgain,
+    /// A named pipe (FIFO).
     Fifo,
+    /// A Unix domain socket.
     Socket,
+    /// A block or character device.
     Device,
 }
 

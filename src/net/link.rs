@@ -31,10 +31,13 @@ pub enum PathKind {
     Srflx,
     /// Through a TURN relay.
     Relay,
+    /// No selected pair to judge, or a candidate of a type not known here.
     Unknown,
 }
 
 impl PathKind {
+    /// Its name in the progress line and the `--json` `path`: `direct`,
+    /// `srflx`, `relay` or `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             PathKind::Direct => "direct",
@@ -48,6 +51,7 @@ impl PathKind {
 /// What arrives from the peer.
 #[derive(Debug)]
 pub enum Incoming {
+    /// A message of the `control` channel: JSON text, not yet decoded.
     Control(BytesMut),
     /// A message of the data channel of lane `.0` (0: the main connection).
     Data(u32, BytesMut),
@@ -192,8 +196,13 @@ pub struct Link {
 /// What to wait for before closing a [`Link`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drain {
+    /// Everything queued on the control and main data channels (up to 2 s):
+    /// the transfer ended well.
     All,
+    /// Only what is queued on the control channel, a last cancel (up to
+    /// 5 s): the transfer failed.
     Control,
+    /// Nothing: the peer is gone.
     Nothing,
 }
 
@@ -212,6 +221,11 @@ impl DataSender {
 }
 
 impl Link {
+    /// The next message from the peer, from any of its channels (control,
+    /// the main data channel, the lanes added), in the order the readers
+    /// queued them; taking it frees its room in the inbox. When the
+    /// connection is gone, [`Incoming::Lost`] says so (after the messages
+    /// that came before it). Cancel-safe (for `select!`).
     pub async fn recv(&mut self) -> Incoming {
         let msg = match self.early.pop_front() {
             Some(msg) => msg,
@@ -225,6 +239,7 @@ impl Link {
         msg
     }
 
+    /// Sends one text message (encoded JSON) on the `control` channel.
     pub async fn send_control(&self, text: &str) -> Result<()> {
         self.control
             .send_text(text)
@@ -232,6 +247,7 @@ impl Link {
             .map_err(|e| anyhow!("sending to the peer failed: {e}"))
     }
 
+    /// A handle for writing to the main connection's `data` channel.
     pub fn data_sender(&self) -> DataSender {
         DataSender(self.data.clone())
     }

@@ -31,8 +31,11 @@ use super::runtime::{mdns_socket_opens, FerryRuntime};
 const SEND_BUFFER_LIMIT: usize = 1 << 20;
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How this side's peer connections (the main one and its lanes) are built.
 #[derive(Debug, Clone, Default)]
 pub struct TransportConfig {
+    /// STUN and TURN servers for ICE: the user's, plus the rendezvous's
+    /// once it has welcomed us.
     pub ice_servers: Vec<IceServer>,
     /// Extra data connections ("lanes") this side offers beside the main
     /// one, at most `proto::wire::MAX_LANES`.

@@ -6,29 +6,41 @@ use serde::{Deserialize, Serialize};
 
 /// Default block size: 1 MiB. Power of two, so every block is a BLAKE3 subtree.
 pub const DEFAULT_BLOCK_SIZE: u32 = 1 << 20;
-/// Accepted block sizes, inclusive.
+/// Accepted block sizes, inclusive: from this (16 KiB, sixteen BLAKE3
+/// chunks)...
 pub const MIN_BLOCK_SIZE: u32 = 16 * 1024;
+/// ...to this (16 MiB). A block size must also be a power of two.
 pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
 /// A manifest may not list more entries than this.
 pub const MAX_ENTRIES: usize = 1_000_000;
 /// The offer's paths may total at most this many bytes: with [`MAX_ENTRIES`]
 /// alone, a peer could make a receiver hold gigabytes of manifest.
 pub const MAX_PATHS_BYTES: usize = 256 << 20;
+/// Longest name (one path component) accepted, in bytes: what common file
+/// systems allow.
 pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Longest relative path accepted, in bytes.
 pub const MAX_PATH_BYTES: usize = 4096;
 
+/// What an offered entry is; `"file"` or `"dir"` on the wire.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
+    /// A regular file (or a stream): its bytes follow as blocks.
     File,
+    /// A folder, created even when empty; it has no data.
     Dir,
 }
 
 /// One offered file or folder.
+///
+/// Its index in [`Manifest::entries`] is the `file` number that data
+/// messages, `accept`, `resend` and the drivers' actions use.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Relative path, `/`-separated, UTF-8.
     pub path: String,
+    /// File or folder.
     pub kind: EntryKind,
     /// Size in bytes; `None` for a stream of unknown length (stdin). Always 0 for folders.
     #[serde(default)]
@@ -38,9 +50,17 @@ pub struct Entry {
     pub mode: u32,
 }
 
+/// What a sender offers (docs/PROTOCOL.md §5.1): its files and folders, in
+/// order, and the block size their data is cut into. Sent as one or more
+/// `manifest` control messages; a receiver checks it with
+/// [`Manifest::validate`] before writing anything.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
+    /// Bytes per block: a power of two from [`MIN_BLOCK_SIZE`] to
+    /// [`MAX_BLOCK_SIZE`] (ferry sends [`DEFAULT_BLOCK_SIZE`]).
     pub block_size: u32,
+    /// The offered entries. The `file` of data messages and of `accept`
+    /// and `resend` is an index into this list, folders included.
     pub entries: Vec<Entry>,
 }
 
@@ -48,32 +68,45 @@ pub struct Manifest {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("unsafe path {path:?}: {reason}")]
 pub struct UnsafePath {
+    /// The path as given.
     pub path: String,
+    /// Why it is refused, as words that follow the path in a sentence.
     pub reason: &'static str,
 }
 
+/// Why an offer is refused as a whole (docs/PROTOCOL.md §5.1).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ManifestError {
+    /// A path that is not safe to use anywhere ([`validate_path`]).
     #[error("{0}")]
     UnsafePath(#[from] UnsafePath),
+    /// Two entries with this path.
     #[error("the offer lists {0:?} twice")]
     Duplicate(String),
+    /// Two paths that differ only in letter case.
     #[error(
         "the offer lists {0:?} and {1:?}, which are the same name on case-insensitive file systems"
     )]
     CaseClash(String, String),
+    /// An entry (the first) below an entry of kind file (the second).
     #[error("the offer puts {0:?} inside {1:?}, which it also lists as a file")]
     FileAsParent(String, String),
+    /// A block size that is not a power of two in the accepted range.
     #[error("the offer's block size {0} is not a power of two between 16 KiB and 16 MiB")]
     BlockSize(u32),
+    /// More than [`MAX_ENTRIES`] entries; how many.
     #[error("the offer lists {0} entries; at most {MAX_ENTRIES} are accepted")]
     TooManyEntries(usize),
+    /// Paths that total more than [`MAX_PATHS_BYTES`]; their total.
     #[error("the offer's paths total {0} bytes; at most {MAX_PATHS_BYTES} are accepted")]
     PathsTooLong(usize),
+    /// A folder with a non-zero size.
     #[error("the offer's folder {0:?} has a size")]
     DirWithSize(String),
+    /// No entries at all.
     #[error("the offer is empty")]
     Empty,
+    /// Sizes whose sum does not fit in a `u64`.
     #[error("the offer's sizes add up to more than 2^64 bytes")]
     TotalTooLarge,
 }
@@ -202,6 +235,7 @@ impl Manifest {
             .any(|e| e.kind == EntryKind::File && e.size.is_none())
     }
 
+    /// How many entries are files (folders not counted).
     pub fn file_count(&self) -> usize {
         self.entries
             .iter()

@@ -21,22 +21,50 @@ use bytes::{BufMut, BytesMut};
 /// Why a transfer stopped, as seen by the protocol.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ProtoError {
+    /// The peer's `hello` gave this `protocol` version, not
+    /// [`wire::PROTOCOL_VERSION`].
     #[error("the peer speaks ferry protocol version {0}; this ferry speaks version 1 (upgrade the older side)")]
     Version(u32),
+    /// The offer breaks a rule of docs/PROTOCOL.md §5.1; refused before
+    /// anything is written.
     #[error("refused the offer: {0}")]
     Manifest(#[from] ManifestError),
+    /// The peer sent `cancel`, with this reason.
     #[error("the peer cancelled: {0}")]
     PeerCancelled(String),
+    /// This receiver declined the offer ([`Receiver::decline`]); the reason
+    /// also goes to the sender in its `cancel`.
     #[error("the transfer was declined: {0}")]
     Declined(String),
+    /// The peer broke the protocol: a malformed message, or one not
+    /// expected at this point (docs/PROTOCOL.md §3, §4). Says what it did.
     #[error("protocol error from the peer: {0}")]
     Protocol(String),
     #[error("block {block} of {path:?} failed verification repeatedly; giving up")]
-    Verify { path: String, block: u64 },
+    /// A block failed verification more than [`receiver::MAX_BAD_BLOCKS`]
+    /// times (receiver), or was asked for again more than
+    /// [`sender::MAX_RESENDS`] times (sender).
+    Verify {
+        /// The file's path, as offered.
+        path: String,
+        /// Index of the block within the file.
+        block: u64,
+    },
+    /// Every block of the file (its offered path) verified, but their merged
+    /// root differs from the one in its file end.
     #[error("{0:?} does not match its BLAKE3 hash after all blocks verified; the sender is inconsistent")]
     RootMismatch(String),
     #[error("{path} changed while it was being sent ({what}); send it again once nothing is writing to it")]
-    SourceChanged { path: String, what: String },
+    /// The sender found a source file changed while reading it (§6): it
+    /// sends `cancel` rather than a file end for a mixed version.
+    SourceChanged {
+        /// The file's path, as offered.
+        path: String,
+        /// What changed, in words: "it is shorter than offered".
+        what: String,
+    },
+    /// Something on this side, outside the protocol: a read or write that
+    /// failed, an interruption, an internal error. The text is shown as is.
     #[error("{0}")]
     Local(String),
 }

@@ -31,41 +31,58 @@ pub const BLOCK_ALIGN: usize = 4096;
 /// blocks in flight on its lanes.
 pub const STREAM_AHEAD: u64 = 256;
 
+/// What the driver must do next, as [`Receiver::poll_action`] hands it out.
+/// Carry out each in order.
 #[derive(Debug)]
 pub enum ReceiverAction {
+    /// Send this message on the `control` channel, in order with the others.
     SendControl(Control),
     /// The offer arrived and is valid: ask the user, then call `accept` or `decline`.
     Offer(Manifest),
     /// Write verified bytes at `offset` of `file`.
     Write {
+        /// Index of the file in the manifest's entries.
         file: u32,
+        /// Index of the block within the file.
         block: u64,
+        /// Where the block starts in the file, in bytes: `block * block_size`.
         offset: u64,
+        /// The block's verified chaining value, for the resume log.
         cv: Cv,
+        /// The block's bytes, starting at a [`BLOCK_ALIGN`] address.
         data: Bytes,
     },
     /// Every block of `file` is written and the whole-file hash matched: move
     /// it into place (truncated to `size`) and report back with `file_finished`.
     Finish {
+        /// Index of the file in the manifest's entries.
         file: u32,
+        /// The file's final size in bytes (for a stream, from its file end).
         size: u64,
+        /// The file's BLAKE3 hash, computed here from the verified blocks.
         root: blake3::Hash,
     },
     /// The sender offered lane `lane` (an extra data connection) with
     /// `offer`, and both hellos agreed on it: answer it and hand the answer
     /// to [`Receiver::lane_answer`].
     AnswerLane {
+        /// The lane, numbered from 1.
         lane: u32,
+        /// The sender's SDP offer for it.
         offer: String,
     },
     /// Everything is in place; `Done` was sent.
     Finished,
+    /// The transfer failed. A `cancel` for the peer, unless the peer
+    /// cancelled, was queued as a [`ReceiverAction::SendControl`] just
+    /// before: send it, then stop.
     Failed(ProtoError),
 }
 
 /// Blocks of one file already on the receiver's disk, re-verified there.
 #[derive(Debug, Default, Clone)]
 pub struct Held {
+    /// Block indexes with the chaining values they were re-verified with.
     pub blocks: Vec<(u64, Cv)>,
     /// BLAKE3 of the data when the file is a single block (its root can't
     /// be derived from a chaining value).
@@ -104,6 +121,7 @@ enum Phase {
     Done,
 }
 
+/// Counters a driver may show.
 #[derive(Debug, Default, Clone)]
 pub struct ReceiverStats {
     /// Block payload bytes that arrived over the channel.
@@ -114,6 +132,29 @@ pub struct ReceiverStats {
     pub bytes_resumed: u64,
 }
 
+/// The receiving side of a transfer, as a sans-IO state machine.
+///
+/// A new receiver has already queued its `hello`. The driver
+/// (`transfer/receive/pump.rs`) loops: it drains [`poll_action`] until
+/// `None` and carries out each [`ReceiverAction`]; then it waits for the
+/// next input and feeds it in: a control message from the sender to
+/// [`handle_control`], a data-channel message to [`handle_lane_data`]
+/// (with the channel's lane; 0 for the main connection), a file moved into
+/// place to [`file_finished`], a lane's SDP answer to [`lane_answer`], a
+/// failed write or other local failure to [`abort`]. On
+/// [`ReceiverAction::Offer`] it asks the user and calls [`accept`] or
+/// [`decline`]. It stops at [`ReceiverAction::Finished`] or
+/// [`ReceiverAction::Failed`], after sending the control messages queued
+/// before them.
+///
+/// [`poll_action`]: Receiver::poll_action
+/// [`handle_control`]: Receiver::handle_control
+/// [`handle_lane_data`]: Receiver::handle_lane_data
+/// [`file_finished`]: Receiver::file_finished
+/// [`lane_answer`]: Receiver::lane_answer
+/// [`abort`]: Receiver::abort
+/// [`accept`]: Receiver::accept
+/// [`decline`]: Receiver::decline
 pub struct Receiver {
     phase: Phase,
     /// Empty until the offer is accepted.
@@ -141,6 +182,7 @@ pub struct Receiver {
     bad_blocks: HashMap<(u32, u64), u32>,
     actions: VecDeque<ReceiverAction>,
     unfinished: usize,
+    /// Bytes received, verified and resumed so far, for progress and the summary.
     pub stats: ReceiverStats,
 }
 
@@ -151,6 +193,7 @@ impl Default for Receiver {
 }
 
 impl Receiver {
+    /// A receiver without lanes or flow control.
     pub fn new() -> Receiver {
         Receiver::with_lanes(Capabilities::default())
     }
@@ -190,10 +233,15 @@ impl Receiver {
         self.peer
     }
 
+    /// The next thing the driver must do, in order; `None` once there is
+    /// nothing until the next input. Call it until `None` after every input.
     pub fn poll_action(&mut self) -> Option<ReceiverAction> {
         self.actions.pop_front()
     }
 
+    /// A control message from the sender, decoded. One it does not expect
+    /// at this point fails the transfer (a protocol error); after the
+    /// transfer ended, messages are ignored.
     pub fn handle_control(&mut self, msg: Control) {
         if self.phase == Phase::Done {
             return;
@@ -283,6 +331,10 @@ impl Receiver {
 
     /// Start receiving `manifest` (as offered). `have` lists, per file
     /// index, blocks already on disk that the driver re-verified.
+    ///
+    /// Queues the `accept` message, claiming those blocks; when there is
+    /// no file to receive, `done` and [`ReceiverAction::Finished`] follow
+    /// at once. Ignored unless an offer is waiting for a decision.
     pub fn accept(&mut self, manifest: Manifest, have: Vec<(u32, Held)>) {
         if self.phase != Phase::AwaitDecision {
             return;
@@ -360,6 +412,9 @@ impl Receiver {
         &self.left_out
     }
 
+    /// Refuse the offer (or stop a transfer under way): the sender gets a
+    /// `cancel` with `reason`, and the transfer fails with
+    /// [`ProtoError::Declined`].
     pub fn decline(&mut self, reason: &str) {
         self.fail(ProtoError::Declined(reason.to_string()));
     }
@@ -421,6 +476,12 @@ impl Receiver {
     }
 
     /// A message from the data channel of lane `lane` (0: the main connection).
+    ///
+    /// Blocks are assembled per lane and checked against their chaining
+    /// value as they complete: a good one becomes a
+    /// [`ReceiverAction::Write`] (and, once its file is whole and its root
+    /// matches, a [`ReceiverAction::Finish`]); a bad one a `resend`. A
+    /// `credit` is queued when flow control is on and enough was consumed.
     pub fn handle_lane_data(&mut self, lane: u32, msg: &[u8]) {
         self.consumed += msg.len() as u64 + MESSAGE_COST;
         self.take_data(lane, msg);

@@ -32,20 +32,32 @@ pub enum Purpose {
     Verify,
 }
 
+/// A block of a source file the driver must read and hash, then hand back
+/// with [`Sender::block_read`] (or [`Sender::read_failed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRequest {
+    /// Index of the file in the manifest's entries.
     pub file: u32,
+    /// Index of the block within the file.
     pub block: u64,
+    /// Byte offset of the block in the file: `block * block_size`.
     pub offset: u64,
     /// Bytes to read; a stream of unknown length may return fewer (end of stream).
     pub len: u32,
+    /// Whether the block is to be sent, or only checked against a claim
+    /// of the receiver's; the driver reads and hashes it the same way.
     pub purpose: Purpose,
 }
 
-/// What the driver must do next.
+/// What the driver must do next, as [`Sender::poll_action`] hands it out.
+/// Carry out each in order.
 #[derive(Debug)]
 pub enum SenderAction {
+    /// Send this message on the `control` channel, in order with the others.
     SendControl(Control),
+    /// Read and hash this block of the source (off the async thread if
+    /// need be), then report with [`Sender::block_read`], or
+    /// [`Sender::read_failed`] if it could not be read.
     Read(ReadRequest),
     /// Both hellos offered lanes: set up extra data connection `lane`
     /// (numbered from 1) and hand its SDP offer to [`Sender::lane_offer`].
@@ -55,11 +67,16 @@ pub enum SenderAction {
     /// The receiver answered lane `lane`'s offer with `sdp`: complete that
     /// connection with it.
     LaneAnswered {
+        /// The lane, numbered from 1.
         lane: u32,
+        /// The receiver's SDP answer.
         sdp: String,
     },
-    /// The receiver has everything, verified.
+    /// The receiver has everything, verified (it sent `done`): the transfer
+    /// succeeded; stop driving.
     Finished,
+    /// The transfer failed. Any `cancel` for the peer was queued as a
+    /// [`SenderAction::SendControl`] just before: send it, then stop.
     Failed(ProtoError),
 }
 
@@ -68,15 +85,25 @@ pub enum SenderAction {
 /// and the receiver accepts a file's end before blocks still in flight.
 #[derive(Debug, Clone)]
 pub enum DataItem {
+    /// One block: a block header and its data messages (docs/PROTOCOL.md §4).
     Block {
+        /// Index of the file in the manifest's entries.
         file: u32,
+        /// Index of the block within the file.
         block: u64,
+        /// The block's BLAKE3 chaining value, which the receiver checks.
         cv: Cv,
+        /// The block's bytes: `block_size`, or fewer for a file's last block.
         data: Bytes,
     },
+    /// A file end (§4): every block of `file` has been handed out or was
+    /// confirmed as already held.
     FileEnd {
+        /// Index of the file in the manifest's entries.
         file: u32,
+        /// The file's final size in bytes (for a stream, what was read).
         size: u64,
+        /// BLAKE3 hash of the whole file, as `b3sum` prints it.
         root: [u8; 32],
     },
 }
@@ -131,6 +158,27 @@ pub struct SenderStats {
     pub bytes_skipped: u64,
 }
 
+/// The sending side of a transfer, as a sans-IO state machine.
+///
+/// A new sender has already queued its `hello` and the manifest parts. The
+/// driver (`transfer/send/pump.rs`) loops: it drains [`poll_action`] until
+/// `None` and carries out each [`SenderAction`]; then it waits for the next
+/// input and feeds it in: a control message from the receiver to
+/// [`handle_control`], a finished read to [`block_read`] or
+/// [`read_failed`], a lane's SDP offer to [`lane_offer`], a local failure
+/// to [`abort`]. Whenever a data channel has room and [`has_data`] says
+/// so, it takes an item from [`poll_data`] and puts its
+/// [`DataItem::messages`] on that channel. It stops at
+/// [`SenderAction::Finished`] or [`SenderAction::Failed`].
+///
+/// [`poll_action`]: Sender::poll_action
+/// [`handle_control`]: Sender::handle_control
+/// [`block_read`]: Sender::block_read
+/// [`read_failed`]: Sender::read_failed
+/// [`lane_offer`]: Sender::lane_offer
+/// [`abort`]: Sender::abort
+/// [`has_data`]: Sender::has_data
+/// [`poll_data`]: Sender::poll_data
 pub struct Sender {
     manifest: Manifest,
     files: Vec<Option<SendFile>>,
@@ -158,10 +206,14 @@ pub struct Sender {
     /// Cost of the data items handed out, and of those the receiver credited.
     sent_cost: u64,
     credited: u64,
+    /// Bytes handed out and skipped so far, for progress and the summary.
     pub stats: SenderStats,
 }
 
 impl Sender {
+    /// A sender offering `manifest` without lanes or flow control, reading
+    /// at most `window` blocks ahead of the channel (at least 1; see
+    /// [`DEFAULT_WINDOW`]).
     pub fn new(manifest: Manifest, window: usize) -> Sender {
         Sender::with_lanes(manifest, window, Capabilities::default())
     }
@@ -227,6 +279,7 @@ impl Sender {
         sender
     }
 
+    /// The manifest being offered.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -236,11 +289,16 @@ impl Sender {
         self.peer
     }
 
+    /// The next thing the driver must do, in order; `None` once there is
+    /// nothing until the next input. Call it until `None` after every input.
     pub fn poll_action(&mut self) -> Option<SenderAction> {
         self.actions.pop_front()
     }
 
     /// The next item for the data channel, when the driver has room for it.
+    /// `None` when nothing is ready, or when the receiver's flow-control
+    /// window is full (until its next `credit`). Taking an item may queue
+    /// more reads: drain [`Sender::poll_action`] afterwards.
     pub fn poll_data(&mut self) -> Option<DataItem> {
         if !self.window_open() {
             return None;
@@ -267,6 +325,9 @@ impl Sender {
         self.obeys_credit && self.peer.window > 0
     }
 
+    /// A control message from the receiver, decoded. One it does not
+    /// expect at this point fails the transfer (a protocol error); after
+    /// the transfer ended, messages are ignored.
     pub fn handle_control(&mut self, msg: Control) {
         if self.phase == Phase::Done {
             return;
@@ -406,6 +467,8 @@ impl Sender {
         self.schedule_reads();
     }
 
+    /// A [`SenderAction::Read`] could not be done: the transfer fails with
+    /// `err`, and the receiver is told why.
     pub fn read_failed(&mut self, err: ProtoError) {
         self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
         self.fail(err);

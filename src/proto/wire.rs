@@ -29,8 +29,11 @@ pub enum Control {
     /// First message from both sides. `lanes`: how many extra data
     /// connections (lanes) this side can use; 0 (or absent) for none.
     Hello {
+        /// Protocol version; a peer with another is refused.
         protocol: u32,
+        /// The sending side's software and version (`ferry/0.1.0`); informative only.
         software: String,
+        /// Extra data connections this side can use (§2, Lanes).
         #[serde(default, skip_serializing_if = "is_zero")]
         lanes: u32,
         /// Largest UDP datagram this side's connections receive whole, in
@@ -46,12 +49,20 @@ pub enum Control {
     },
     /// Sender -> receiver: the SDP offer of lane `lane` (1..=lanes); receiver
     /// -> sender: its answer. Only after both hellos offered lanes.
-    Lane { lane: u32, sdp: String },
+    Lane {
+        /// The lane, numbered from 1.
+        lane: u32,
+        /// A complete SDP (vanilla ICE): the offer or the answer.
+        sdp: String,
+    },
     /// Sender -> receiver: what is offered, after hello, in one or more parts
     /// so that every message stays small; `more` is true on all but the last.
     Manifest {
+        /// Block size in bytes, the same in every part (§5.1).
         block_size: u32,
+        /// This part's entries; the receiver joins all parts' in order.
         entries: Vec<Entry>,
+        /// Another part follows.
         #[serde(default)]
         more: bool,
         /// On the last part: how many things of each kind the sender's walk
@@ -62,20 +73,32 @@ pub enum Control {
     /// Receiver -> sender: start sending. `have` lists blocks the receiver
     /// already holds, verified, so the sender can skip them (resume).
     Accept {
+        /// Per file, the blocks already held (may be empty).
         #[serde(default)]
         have: Vec<HaveFile>,
     },
     /// Receiver -> sender: send this block again (it failed verification).
-    Resend { file: u32, block: u64 },
+    Resend {
+        /// Index of the file in the manifest's entries.
+        file: u32,
+        /// Index of the block within the file.
+        block: u64,
+    },
     /// Receiver -> sender: every file is verified and in place.
     Done,
     /// Receiver -> sender, when both hellos gave a `window`: the cost of the
     /// data messages it has consumed so far (each message's length plus
     /// [`MESSAGE_COST`]). The sender keeps what it sent minus this below the
     /// receiver's window.
-    Credit { consumed: u64 },
+    Credit {
+        /// Total cost consumed since the start, on all data channels.
+        consumed: u64,
+    },
     /// Either side: stop, with a reason a person can read.
-    Cancel { reason: String },
+    Cancel {
+        /// Why, for the peer's user; never parsed.
+        reason: String,
+    },
 }
 
 /// What a hello says its side can do beyond the basics.
@@ -107,13 +130,18 @@ fn is_zero(n: &u32) -> bool {
 /// (hex), so the sender can check them against its source.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct HaveFile {
+    /// Index of the file in the manifest's entries.
     pub file: u32,
+    /// The blocks of it the receiver holds.
     pub blocks: Vec<HaveBlock>,
 }
 
+/// One block a receiver already holds, in `accept.have` (§6, Resume).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct HaveBlock {
+    /// Index of the block within the file.
     pub block: u64,
+    /// Its chaining value as re-verified on the receiver's disk, in hex.
     pub cv: String,
 }
 
@@ -200,11 +228,14 @@ pub fn manifest_parts(manifest: &Manifest, left_out: &LeftOut) -> Vec<Control> {
 }
 
 impl Control {
+    /// The message as JSON text for the `control` channel.
     pub fn encode(&self) -> String {
         // Serializing these plain types cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// Parses a `control` channel message; one larger than
+    /// [`MAX_CONTROL_MESSAGE`], malformed or of an unknown type is an error.
     pub fn decode(text: &[u8]) -> Result<Control, FrameError> {
         if text.len() > MAX_CONTROL_MESSAGE {
             return Err(FrameError::TooLarge(text.len()));
@@ -227,36 +258,55 @@ pub const DATA_PAYLOAD: usize = MAX_MESSAGE - 1;
 pub enum Frame<'a> {
     /// A block starts; `len` bytes of [`Frame::Data`] follow on the same channel.
     Block {
+        /// Index of the file in the manifest's entries.
         file: u32,
+        /// Index of the block; it starts at byte `block * block_size`.
         block: u64,
+        /// Bytes in the block: `block_size`, or fewer for a file's last block.
         len: u32,
+        /// BLAKE3 chaining value of the block (§5.2).
         cv: Cv,
     },
     /// The next bytes of the current block.
     Data(&'a [u8]),
     /// All blocks of `file` have been sent; its size and BLAKE3 root.
     FileEnd {
+        /// Index of the file in the manifest's entries.
         file: u32,
+        /// Final size of the file in bytes.
         size: u64,
+        /// BLAKE3 hash of the whole file, as `b3sum` prints it.
         root: [u8; 32],
     },
 }
 
+/// Why a message from a channel could not be decoded; a protocol error of
+/// the peer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
+    /// A data message of zero bytes, with no kind byte.
     #[error("empty data message")]
     Empty,
+    /// A message over [`MAX_MESSAGE`] (data) or [`MAX_CONTROL_MESSAGE`]
+    /// (control) bytes; its length.
     #[error("a message of {0} bytes is larger than the {MAX_MESSAGE} bytes allowed")]
     TooLarge(usize),
+    /// A data message whose first byte is not a kind of §4.
     #[error("unknown data message kind {0}")]
     UnknownKind(u8),
+    /// A data message of a known kind but the wrong length or non-zero
+    /// reserved bytes: its kind and length.
     #[error("malformed data message of kind {0} ({1} bytes)")]
     Malformed(u8, usize),
+    /// A control message that is not valid JSON of a known type; the parser's words.
     #[error("malformed control message: {0}")]
     BadControl(String),
 }
 
 impl Frame<'_> {
+    /// Parses one binary message of a `data` channel (docs/PROTOCOL.md §4).
+    /// Checks only its own shape; whether it fits the transfer is the
+    /// receiver's business.
     pub fn decode(msg: &[u8]) -> Result<Frame<'_>, FrameError> {
         if msg.len() > MAX_MESSAGE {
             return Err(FrameError::TooLarge(msg.len()));
@@ -302,6 +352,8 @@ fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
     out
 }
 
+/// The 52-byte block header message (kind 1) for block `block` of `file`,
+/// announcing `len` bytes with chaining value `cv`.
 pub fn encode_block_header(file: u32, block: u64, len: u32, cv: &Cv) -> Vec<u8> {
     let mut out = Vec::with_capacity(BLOCK_HEADER_LEN);
     out.extend_from_slice(&[KIND_BLOCK, 0, 0, 0]);
@@ -315,6 +367,8 @@ pub fn encode_block_header(file: u32, block: u64, len: u32, cv: &Cv) -> Vec<u8> 
 /// Prefix for a data message; the payload (at most [`DATA_PAYLOAD`] bytes) follows.
 pub const DATA_PREFIX: u8 = KIND_DATA;
 
+/// The 48-byte file end message (kind 3) for `file`: its final `size` and
+/// BLAKE3 `root`.
 pub fn encode_file_end(file: u32, size: u64, root: &[u8; 32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FILE_END_LEN);
     out.extend_from_slice(&[KIND_FILE_END, 0, 0, 0]);
@@ -324,10 +378,13 @@ pub fn encode_file_end(file: u32, size: u64, root: &[u8; 32]) -> Vec<u8> {
     out
 }
 
+/// A chaining value as lowercase hex, as `accept.have` carries it.
 pub fn cv_to_hex(cv: &Cv) -> String {
     data_encoding::HEXLOWER.encode(cv)
 }
 
+/// A chaining value from hex (either case); `None` unless it is exactly
+/// 32 bytes of valid hex.
 pub fn cv_from_hex(hex: &str) -> Option<Cv> {
     let bytes = data_encoding::HEXLOWER_PERMISSIVE
         .decode(hex.as_bytes())

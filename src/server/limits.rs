@@ -49,10 +49,15 @@ impl Default for ClientLimits {
 /// Why a client was turned away; the text is for people.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The client has [`ClientLimits::max_connections`] open already (the limit).
     #[error("too many connections from your address (at most {0} at once)")]
     TooManyConnections(usize),
+    /// The client is over [`ClientLimits::connect_rate`]; seconds until it
+    /// may connect again.
     #[error("too many new connections from your address; try again in {0} s")]
     ConnectingTooFast(u64),
+    /// The client is over [`ClientLimits::room_rate`]; seconds until it may
+    /// create a room again.
     #[error("too many new transfers from your address; try again in {0} s")]
     CreatingRoomsTooFast(u64),
 }
@@ -63,6 +68,8 @@ pub enum Refusal {
 pub struct ClientKey(IpAddr);
 
 impl ClientKey {
+    /// The key of a client at `ip`: an IPv4 address as is (IPv4-mapped IPv6
+    /// included), an IPv6 address as its /64.
     pub fn of(ip: IpAddr) -> ClientKey {
         match ip {
             IpAddr::V4(v4) => ClientKey(IpAddr::V4(v4)),
@@ -141,6 +148,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker enforcing `limits`, with no client seen yet.
     pub fn new(limits: ClientLimits) -> Tracker {
         Tracker {
             limits,
@@ -173,6 +181,7 @@ impl Tracker {
         Ok(())
     }
 
+    /// A connection admitted by [`Tracker::connect`] closed.
     pub fn disconnect(&mut self, client: ClientKey) {
         if let Some(state) = self.clients.get_mut(&client) {
             state.connections = state.connections.saturating_sub(1);
@@ -204,6 +213,7 @@ impl Tracker {
         self.clients.len()
     }
 
+    /// Whether no client is tracked.
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }

@@ -21,6 +21,9 @@ use crate::error::UsageError;
 use rendezvous::Config;
 use turn::TurnRest;
 
+/// `ferry serve`: listens for signaling and the web page on `--listen`, runs
+/// the STUN responder unless `--no-stun`, and hands out TURN credentials
+/// with `--turn-secret`, until Ctrl-C.
 pub async fn run(args: ServeArgs, common: Common) -> Result<()> {
     let mut config = Config {
         // --stun/--turn given to serve are handed to every client.

@@ -30,6 +30,8 @@ impl std::fmt::Debug for TurnRest {
 }
 
 impl TurnRest {
+    /// Credentials for `urls` (`turn:` or `turns:`) under the TURN server's
+    /// shared `secret`, each valid for `ttl`.
     pub fn new(secret: String, urls: Vec<String>, ttl: Duration) -> TurnRest {
         TurnRest { secret, urls, ttl }
     }

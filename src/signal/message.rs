@@ -23,6 +23,7 @@ pub enum SignalMessage {
     Description {
         /// `"offer"` or `"answer"`.
         sdp_type: String,
+        /// The complete SDP, candidates included (ferry does not trickle).
         sdp: String,
         /// Random id chosen by the offerer and echoed in the answer, so an
         /// answer meant for an earlier peer in the same room is never applied.
@@ -31,18 +32,26 @@ pub enum SignalMessage {
     },
     /// A trickled ICE candidate.
     Candidate {
+        /// The candidate line; empty marks the end of candidates.
         candidate: String,
+        /// The media stream identification it belongs to, if known.
         sdp_mid: Option<String>,
+        /// The index of the media description it belongs to, if known.
         sdp_mline_index: Option<u16>,
     },
     /// The sender is giving up; `reason` is for humans.
-    Bye { reason: String },
+    Bye {
+        /// Why, for the peer's user; never parsed.
+        reason: String,
+    },
 }
 
 /// The WebRTC role a peer plays; also the `from` part of the AEAD associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// Makes the SDP offer: the peer that joined the room second.
     Offerer,
+    /// Answers the offer: the peer that was waiting in the room.
     Answerer,
 }
 
@@ -55,6 +64,8 @@ impl Role {
         }
     }
 
+    /// The role of the peer at the other end: what its messages are
+    /// opened with.
     pub fn other(self) -> Role {
         match self {
             Role::Offerer => Role::Answerer,
@@ -125,9 +136,12 @@ pub fn open(key: &[u8; 32], aad: &str, sealed: &str) -> Result<SignalMessage, Si
 /// the browser's `RTCIceServer`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct IceServer {
+    /// URLs of the one server: `stun:`, `stuns:`, `turn:` or `turns:`.
     pub urls: Vec<String>,
+    /// TURN user name; for `ferry serve`'s minted credentials, `EXPIRY:ferry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// TURN password for `username`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
 }
@@ -156,18 +170,28 @@ impl Position {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
+    /// The client has a place in the room; sent at once after the upgrade.
     Welcome {
+        /// Whether the client is the first or the second in the room.
         position: Position,
+        /// STUN/TURN servers to use besides the client's own; may be empty.
         #[serde(default)]
         ice_servers: Vec<IceServer>,
     },
+    /// To the peer already in the room: a second one arrived.
     PeerJoined,
+    /// A message from the other peer, forwarded verbatim.
     Relay {
+        /// The sealed message ([`seal`]).
         data: String,
     },
+    /// The other peer disconnected; its place is free again.
     PeerLeft,
+    /// A refusal; the server closes the connection after it.
     Error {
+        /// One of [`codes`]; what a client acts on.
         code: String,
+        /// Human-readable detail, not to be parsed.
         #[serde(default)]
         message: String,
     },
@@ -180,49 +204,79 @@ pub enum ServerMessage {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    Relay { data: String },
+    /// A message for the other peer. Dropped while the client is alone in
+    /// the room.
+    Relay {
+        /// The sealed message ([`seal`]).
+        data: String,
+    },
 }
 
 /// Error codes of the server's `error` message.
 pub mod codes {
+    /// The room already has two peers: someone else used the ticket.
     pub const ROOM_FULL: &str = "room_full";
+    /// A malformed room id, a non-text frame, invalid JSON, or a message
+    /// other than `relay`.
     pub const BAD_REQUEST: &str = "bad_request";
+    /// A frame larger than the server's limit.
     pub const TOO_LARGE: &str = "too_large";
+    /// More relays on one connection than the server allows.
     pub const TOO_MANY_MESSAGES: &str = "too_many_messages";
+    /// The room reached its maximum lifetime.
     pub const ROOM_EXPIRED: &str = "room_expired";
+    /// The server has too many rooms open.
     pub const SERVER_BUSY: &str = "server_busy";
+    /// The server is stopping.
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// The client's address is over a per-address limit; the message says
+    /// which, and when to retry.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// Nothing, not even a pong, came from the client for too long.
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
 }
 
 /// What can go wrong while signaling.
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
+    /// No server of the ticket could be joined.
     #[error("could not reach the rendezvous server at {}: {reason} (is `ferry send` still running? check --server)", tried.join(", "))]
     Unreachable {
+        /// The server URLs tried, in order.
         tried: Vec<String>,
+        /// Why each one failed, joined with `; `.
         reason: String,
         /// Every server refused the connection: nothing listens there any
         /// more (for a ticket's built-in rendezvous: its sender has ended).
         refused: bool,
     },
+    /// The server answered `room_full`.
     #[error(
         "the transfer room already has two peers: someone else used this ticket; ask for a new one"
     )]
     RoomFull,
+    /// The server said `peer_left`.
     #[error("the other peer left the rendezvous room")]
     PeerLeft,
+    /// A relayed message did not open: the server altered it, or the
+    /// ticket is wrong.
     #[error("a signaling message failed authentication: the rendezvous server tampered with it, or the ticket is wrong")]
     Tampered,
+    /// A sealed message already opened on this connection arrived again.
     #[error("a signaling message arrived a second time: the rendezvous server is replaying old messages; use another server")]
     Replayed,
+    /// An `error` from the server other than `room_full`: `code: message`.
     #[error("the rendezvous server reported an error: {0}")]
     Server(String),
+    /// The server or the peer sent something that breaks the protocol
+    /// (an invalid frame, a second welcome, an authentic message ferry does
+    /// not understand).
     #[error("signaling protocol error: {0}")]
     Protocol(String),
+    /// The WebSocket to the server closed.
     #[error("the rendezvous server closed the connection")]
     Closed,
+    /// The WebSocket to the server failed; the library's words.
     #[error("rendezvous connection failed: {0}")]
     WebSocket(String),
 }

@@ -56,25 +56,35 @@ pub struct Ticket {
 /// Why a ticket string was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TicketError {
+    /// The text does not start with `ferry` (in any case).
     #[error("not a ferry ticket: it must start with `ferry` (copy the whole line that `ferry send` printed)")]
     MissingPrefix,
     /// Bad base32, an impossible length or a checksum that does not match.
     #[error("this ticket has a typo: copy it again")]
     Typo,
+    /// The checksum matched, but the bytes end inside a field.
     #[error("the ticket is incomplete: copy it again, all of it")]
     Truncated,
+    /// The checksum matched, but bytes follow the last server.
     #[error("the ticket has extra bytes at the end: copy it again, exactly as printed")]
     TrailingBytes,
+    /// A whole ticket of format version 1, which had no checksum.
     #[error("this ticket comes from an older ferry (ticket version 1): update ferry on the sending side, then send again")]
     OldVersion,
+    /// A checked ticket of a format version other than [`TICKET_VERSION`].
     #[error("this ticket is of format version {0}; this ferry reads version {TICKET_VERSION}: upgrade the older ferry so both sides match")]
     UnsupportedVersion(u8),
+    /// A server count of zero.
     #[error("the ticket lists no rendezvous server: create a new one with `ferry send`")]
     NoServers,
+    /// More than [`MAX_SERVERS`] servers; how many.
     #[error("the ticket lists {0} rendezvous servers, more than the {MAX_SERVERS} allowed: create a new one with `ferry send`")]
     TooManyServers(usize),
+    /// A server URL whose bytes are not UTF-8.
     #[error("a rendezvous server in the ticket is not valid UTF-8: copy the ticket again")]
     ServerNotUtf8,
+    /// A server that is not `ws://` or `wss://` with a host, or is longer
+    /// than [`MAX_SERVER_LEN`] bytes.
     #[error("rendezvous server `{0}` is not a ws:// or wss:// URL (of at most {MAX_SERVER_LEN} bytes): check --server")]
     BadServer(String),
 }

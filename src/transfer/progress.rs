@@ -95,14 +95,18 @@ impl Progress {
         }
     }
 
+    /// Shows the network path (`direct`, `relay`, ...) after the verb, in
+    /// the bar's line.
     pub fn set_path(&self, path: &str) {
         self.bar.set_prefix(path.to_string());
     }
 
+    /// Shows `name` as the file being transferred now.
     pub fn file(&self, name: &str) {
         self.bar.set_message(name.to_string());
     }
 
+    /// Counts `bytes` more payload as moved.
     pub fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);
     }
@@ -137,6 +141,7 @@ impl Progress {
         }
     }
 
+    /// Stops the bar where it stands, left on screen: the transfer failed.
     pub fn abandon(&self) {
         self.bar.abandon();
     }
@@ -144,11 +149,17 @@ impl Progress {
 
 /// Closing figures, for people and for `--json`.
 pub struct Summary {
+    /// "sent" or "received", the first word of the closing line.
     pub verb: &'static str,
+    /// Files in the offer (folders not counted).
     pub files: usize,
+    /// Size of the transfer in bytes, resumed bytes included.
     pub bytes: u64,
+    /// Payload bytes that crossed the channels in this run.
     pub moved: u64,
+    /// Seconds from the first payload byte.
     pub seconds: f64,
+    /// The network path: `direct`, `srflx`, `relay` or `unknown`.
     pub path: String,
 }
 

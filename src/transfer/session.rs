@@ -230,30 +230,46 @@ async fn expect_description(
 /// The `--json` summary object (see the CLI contract in the README).
 #[derive(serde::Serialize)]
 pub struct JsonSummary {
+    /// Whether the transfer succeeded.
     pub ok: bool,
+    /// On failure: the one-line error, as printed on stderr.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Files in the offer (folders not counted).
     pub files: usize,
+    /// Size of the transfer in bytes (a stream counts what it carried).
     pub bytes: u64,
+    /// On send: payload bytes put on the channels in this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_sent: Option<u64>,
+    /// On receive: payload bytes that arrived in this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_received: Option<u64>,
+    /// Seconds from the first payload byte to the end.
     pub seconds: f64,
+    /// The network path: `direct`, `srflx`, `relay`, or `unknown`.
     pub path: String,
+    /// Relative path to BLAKE3 hash (hex, as `b3sum` prints it), per file.
     pub blake3: BTreeMap<String, String>,
     /// On send: what the walk left out (`path`, `why`), so scripts see it too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Vec<SkippedJson>>,
 }
 
+/// One thing the sender's walk left out, in the `--json` `skipped` list.
 #[derive(serde::Serialize, Debug)]
 pub struct SkippedJson {
+    /// Its path as it would have been offered.
     pub path: String,
+    /// The kind of thing it is: `symlink`, `fifo`, ... ([`Skip::as_str`]).
+    ///
+    /// [`Skip::as_str`]: crate::files::Skip::as_str
     pub why: &'static str,
 }
 
 impl JsonSummary {
+    /// The summary of a failed transfer: `ok` false, `error` set, nothing
+    /// counted.
     pub fn failed(error: &anyhow::Error) -> JsonSummary {
         JsonSummary {
             ok: false,
@@ -269,6 +285,7 @@ impl JsonSummary {
         }
     }
 
+    /// Writes the summary as one line of JSON on stdout.
     pub fn print(&self) {
         if let Ok(line) = serde_json::to_string(self) {
             println!("{line}");

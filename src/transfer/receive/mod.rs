@@ -24,6 +24,9 @@ use crate::transfer::session::{self, JsonSummary};
 use decide::check_out;
 use pump::Pump;
 
+/// `ferry receive`: meets the sender named by the ticket, shows the offer
+/// (and asks, unless `--yes` or stdin is not a terminal) and receives it
+/// into `--out`; prints the `--json` summary if asked.
 pub async fn run(args: ReceiveArgs, common: Common) -> Result<()> {
     let json = common.json;
     session::report(json, receive(args, common).await)

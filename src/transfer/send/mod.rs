@@ -26,6 +26,10 @@ use crate::transfer::session::{self, JsonSummary};
 use pump::{Pump, Sent};
 use source::{build_offer, Offer, Source, StdinReader};
 
+/// `ferry send`: lists the paths, prints a ticket and serves the offer
+/// until one receiver has it all, Ctrl-C or `--timeout` (a receiver that
+/// declines or fails leaves it open for another); prints the `--json`
+/// summary if asked.
 pub async fn run(args: SendArgs, common: Common) -> Result<()> {
     let json = common.json;
     session::report(json, send(args, common).await)
