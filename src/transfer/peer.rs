@@ -8,6 +8,7 @@ use anyhow::Result;
 use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::Interrupted;
 use crate::net::lanes::{self, LaneEvent, Lanes};
 use crate::net::{DataSender, Drain, Incoming, Link};
 use crate::proto::wire::FrameError;
@@ -90,6 +91,14 @@ impl<'a> Peer<'a> {
                 reason = self.watch.gone(self.signal) => return PeerEvent::Left(reason),
             }
         }
+    }
+
+    /// Tells the peer that `who` ("the sender") was interrupted, and returns
+    /// the error that ends this side's transfer (exit code 130).
+    pub async fn interrupted(&self, who: &str) -> anyhow::Error {
+        let reason = format!("{who} was interrupted");
+        let _ = self.send(&Control::Cancel { reason }).await;
+        Interrupted.into()
     }
 
     /// Sends a control message.

@@ -141,11 +141,7 @@ impl<'a> Pump<'a> {
 
     async fn on_peer(&mut self, event: PeerEvent) -> Result<()> {
         match event {
-            PeerEvent::Cancelled => {
-                let reason = "the receiver was interrupted".into();
-                let _ = self.peer.send(&Control::Cancel { reason }).await;
-                return Err(Interrupted.into());
-            }
+            PeerEvent::Cancelled => return Err(self.peer.interrupted("the receiver").await),
             PeerEvent::Control(Ok(msg)) => self.core.handle_control(msg),
             PeerEvent::Control(Err(e)) => self.core.abort(ProtoError::Protocol(e.to_string())),
             PeerEvent::Data(lane, bytes) => {

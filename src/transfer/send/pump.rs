@@ -12,10 +12,10 @@ use tokio::task::JoinSet;
 
 use super::source::{read_error, Offer, ReadDone, Source};
 use super::Attempt;
-use crate::error::{Interrupted, PeerLost};
+use crate::error::PeerLost;
 use crate::files::{FilesError, SourceFile, Stamp};
 use crate::net::DataSender;
-use crate::proto::{Control, DataItem, ProtoError, ReadRequest, Sender, SenderAction};
+use crate::proto::{DataItem, ProtoError, ReadRequest, Sender, SenderAction};
 use crate::transfer::peer::{Peer, PeerEvent};
 use crate::transfer::progress::Progress;
 use crate::transfer::session::drain_for;
@@ -132,11 +132,7 @@ impl<'a> Pump<'a> {
 
     async fn on_peer(&mut self, event: PeerEvent) -> Result<()> {
         match event {
-            PeerEvent::Cancelled => {
-                let reason = "the sender was interrupted".into();
-                let _ = self.peer.send(&Control::Cancel { reason }).await;
-                return Err(Interrupted.into());
-            }
+            PeerEvent::Cancelled => return Err(self.peer.interrupted("the sender").await),
             PeerEvent::Control(Ok(msg)) => self.core.handle_control(msg),
             PeerEvent::Control(Err(e)) => self.core.abort(ProtoError::Protocol(e.to_string())),
             PeerEvent::Data(..) => self
