@@ -6,7 +6,9 @@
 //! sessions or files: `transfer` drives it, `server` speaks its frames.
 
 mod client;
+pub mod code;
 mod message;
+pub mod pake;
 mod ticket;
 
 pub use client::{SignalClient, CONNECT_TIMEOUT, MAX_INCOMING_BYTES};
