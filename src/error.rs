@@ -6,6 +6,19 @@
 #[error("interrupted")]
 pub struct Interrupted;
 
+/// The user's interrupt wins over whatever else failed meanwhile: Ctrl-C
+/// also stops the built-in rendezvous and the peer, and their errors
+/// ("the server is shutting down", a lost peer) can arrive first.
+pub fn interrupt_wins<T>(
+    cancel: &tokio_util::sync::CancellationToken,
+    result: anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    match result {
+        Err(_) if cancel.is_cancelled() => Err(Interrupted.into()),
+        other => other,
+    }
+}
+
 /// The peer went away without a word (killed, or the network path died).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

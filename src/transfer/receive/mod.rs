@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Common, ReceiveArgs};
 use crate::proto::{Manifest, Receiver};
@@ -29,22 +30,27 @@ use pump::Pump;
 /// into `--out`; prints the `--json` summary if asked.
 pub async fn run(args: ReceiveArgs, common: Common) -> Result<()> {
     let json = common.json;
-    session::report(json, receive(args, common).await)
+    let cancel = crate::cli::cancel_on_ctrl_c();
+    let result = receive(args, common, &cancel).await;
+    session::report(json, crate::error::interrupt_wins(&cancel, result))
 }
 
-async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
+async fn receive(
+    args: ReceiveArgs,
+    common: Common,
+    cancel: &CancellationToken,
+) -> Result<JsonSummary> {
     let mut ticket: Ticket = args.ticket.parse()?;
     if let Some(server) = &common.server {
         ticket.servers.insert(0, server.clone());
     }
     let out = args.out.clone();
     tokio::task::spawn_blocking(move || check_out(&out)).await??;
-    let cancel = crate::cli::cancel_on_ctrl_c();
     let config = crate::cli::transport_config(&common)?;
     let wait = Duration::from_secs(args.timeout);
     let connecting = async {
         let mut signal = SignalClient::connect(&ticket).await.map_err(spent_ticket)?;
-        let link = session::connect(&mut signal, &config, Some(wait), &cancel).await?;
+        let link = session::connect(&mut signal, &config, Some(wait), cancel).await?;
         Ok::<_, anyhow::Error>((signal, link))
     };
     let (mut signal, link) = tokio::time::timeout(wait, connecting).await.map_err(|_| {
@@ -71,8 +77,8 @@ async fn receive(args: ReceiveArgs, common: Common) -> Result<JsonSummary> {
         path: path.as_str().into(),
     };
     let mut core = Receiver::with_lanes(session::capabilities(&link));
-    let peer = Peer::new(link, &mut signal, &cancel);
-    let result = Pump::new(&mut core, peer, &mut ctx, &cancel).run().await;
+    let peer = Peer::new(link, &mut signal, cancel);
+    let result = Pump::new(&mut core, peer, &mut ctx, cancel).run().await;
     signal.close().await;
     if let Err(e) = result {
         ctx.progress.abandon();

@@ -32,18 +32,19 @@ use source::{build_offer, Offer, Source, StdinReader};
 /// summary if asked.
 pub async fn run(args: SendArgs, common: Common) -> Result<()> {
     let json = common.json;
-    session::report(json, send(args, common).await)
+    let cancel = crate::cli::cancel_on_ctrl_c();
+    let result = send(args, common, &cancel).await;
+    session::report(json, crate::error::interrupt_wins(&cancel, result))
 }
 
-async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
-    let cancel = crate::cli::cancel_on_ctrl_c();
+async fn send(args: SendArgs, common: Common, cancel: &CancellationToken) -> Result<JsonSummary> {
     let config = crate::cli::transport_config(&common)?;
     let (manifest, sources, walk) = build_offer(&args).await?;
     // Said before the ticket, so it is read before anyone is told to connect.
     if let (Some(line), false) = (walk.skipped_sentence(), common.quiet) {
         eprintln!("{line}");
     }
-    let servers = rendezvous_servers(&common, &args, &cancel).await?;
+    let servers = rendezvous_servers(&common, &args, cancel).await?;
     let ticket = Ticket::generate(servers.clone());
     // Join the room before the ticket exists for anyone: a dead --server is
     // then an error with no ticket printed, and the sender is always the
@@ -67,7 +68,7 @@ async fn send(args: SendArgs, common: Common) -> Result<JsonSummary> {
     };
     let mut progress = Progress::new("sending", common.quiet);
     progress.say("waiting for the receiver...");
-    let delivered = share.serve(&mut signal, &mut progress, &cancel).await?;
+    let delivered = share.serve(&mut signal, &mut progress, cancel).await?;
     signal.close().await;
     Ok(summarize(
         delivered,
