@@ -46,3 +46,13 @@ for (const pkg of ['curves', 'hashes']) {
     }
   });
 }
+
+test('pake.js and code.js import only vendored files, by relative path', () => {
+  for (const name of ['pake.js', 'code.js']) {
+    const src = readFileSync(join(web, name), 'utf8');
+    for (const m of src.matchAll(/^(?:import|export)[^;]*?from\s+['"]([^'"]+)['"]/gms)) {
+      assert.ok(m[1].startsWith('./vendor/noble-'), `${name} imports ${m[1]}`);
+      assert.ok(statSync(join(web, m[1])).isFile(), `${name} imports missing ${m[1]}`);
+    }
+  }
+});
